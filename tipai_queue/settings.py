@@ -1,0 +1,64 @@
+"""One typed settings object, read from ``TIPAI_*`` environment variables (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIPAI_", env_file=".env", extra="ignore")
+
+    # Services. The defaults match what `tipai up` starts on this machine.
+    broker_url: str = "redis://127.0.0.1:6390/0"
+    result_backend: str = "redis://127.0.0.1:6390/1"
+    database_url: str = "postgresql+psycopg://tipai@127.0.0.1:5490/tipai"
+
+    # Where images, heatmaps and comparisons are written, and where `tipai up` keeps service data.
+    artifact_root: Path = PROJECT_ROOT / "outputs"
+    state_dir: Path = PROJECT_ROOT / ".tipai"
+
+    # Models.
+    preset: str = "tiny"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    grid: int = 7
+    model_cache_dir: Path | None = None  # where built-in (tiny) models are materialised; default state_dir/models
+
+    # Queue behaviour.
+    visibility_timeout_s: int = 3600  # must exceed the longest task, or Redis redelivers a running task
+    stuck_after_s: int = 1800  # reconcile requeues images in a running state for longer than this
+    reconcile_every_s: int = 60
+    db_retry_max: int = 8
+
+    # Limits on what a batch may ask for (validated before anything is enqueued).
+    max_prompts: int = 50_000
+    max_prompt_chars: int = 2_000
+
+    # Monitoring and demo.
+    flower_host: str = "127.0.0.1"
+    flower_port: int = 5555
+    flower_user: str | None = None
+    flower_password: SecretStr | None = None
+    demo_host: str = "127.0.0.1"
+    demo_port: int = 7860
+
+    worker_concurrency_cpu: int = Field(default=2, ge=1)
+
+    @field_validator("artifact_root", "state_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.model_cache_dir or self.state_dir / "models").expanduser().resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
