@@ -1,0 +1,62 @@
+"""Bad input through the CLI: a clear message, a non-zero exit, and nothing written or enqueued."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from tests.helpers import counts, tipai
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def nothing_changes(stack_services):
+    """Asserts after the test that no row, queued message or artifact appeared."""
+    broker = redis.Redis.from_url(stack_services.broker_url)
+    root = stack_services.artifact_root
+    before = (counts(), broker.llen("gpu"), broker.llen("cpu"), sorted(root.rglob("*")) if root.exists() else [])
+    yield
+    after = (counts(), broker.llen("gpu"), broker.llen("cpu"), sorted(root.rglob("*")) if root.exists() else [])
+    assert after == before
+
+
+def write(tmp_path, content, name="batch.json"):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, (), "no such file"),
+        ("{oops", (), "invalid JSON"),
+        (["a dog", "  "], (), "prompt 2 (p02): prompt is empty"),
+        ([{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}], (), "repeats prompt 1"),
+        ([{"id": "../x", "prompt": "x"}], (), "id '../x' is not allowed"),
+        (["a dog"], ("--preset", "nope"), "unknown preset 'nope'"),
+        (["a dog"], ("--seeds", "-1"), "whole number"),
+        (["a dog"], ("--seeds", "1.5"), "whole number"),
+        (["a dog"], ("--images", "0"), "between 1 and 64"),
+        (b"\xff\xfe not utf8", (), "not UTF-8"),
+    ],
+)
+def test_bad_batches_fail_cleanly(tmp_path, nothing_changes, content, args, message):
+    path = tmp_path / "missing.json" if content is None else write(tmp_path, content)
+    result = tipai("submit", str(path), *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in " ".join(result.stderr.split()), result.stderr
+
+
+@pytest.mark.parametrize("which", ["TIPAI_BROKER_URL", "TIPAI_DATABASE_URL"])
+def test_unreachable_service_is_named(tmp_path, nothing_changes, which):
+    dead = {"TIPAI_BROKER_URL": "redis://127.0.0.1:1/0", "TIPAI_DATABASE_URL": "postgresql+psycopg://tipai@127.0.0.1:1/tipai"}
+    result = tipai("submit", str(write(tmp_path, ["a dog"])), env={which: dead[which]})
+    assert result.returncode == 3
+    assert "127.0.0.1:1" in result.stderr and "does not answer" in result.stderr

@@ -1,0 +1,89 @@
+"""Text-to-image generation with diffusers, loaded once per worker process and reused for every task."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+from huggingface_hub import constants as hub_constants
+from PIL import Image
+
+from workers.devices import dtype_for
+from workers.errors import ModelUnavailable
+from workers.tiny import ensure_tiny_sd
+
+BUILTIN_TINY_SD = "builtin:tiny-sd"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class Generator:
+    """A diffusers pipeline on one device. The same (prompt, seed, model, size, steps, guidance) always gives the
+    same pixels on the same device, however the seeds are grouped into calls."""
+
+    def __init__(self, spec: str, device: str, pipe: DiffusionPipeline) -> None:
+        self.spec = spec
+        self.device = device
+        self.pipe = pipe
+
+    def generate(
+        self, prompt: str, seeds: list[int], width: int, height: int, steps: int, guidance: float
+    ) -> list[Image.Image]:
+        # One generator per image: the initial noise of each image depends only on its own seed, not on its
+        # position in the batch.
+        generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
+        with torch.inference_mode():
+            # Pipelines truncate prompts longer than the text encoder's context to fit (with a logged warning).
+            output = self.pipe(
+                prompt=[prompt] * len(seeds),
+                width=width,
+                height=height,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generators,
+                output_type="pil",
+            )
+        return output.images
+
+
+def _from_pretrained(source: str | Path, device: str, local_files_only: bool) -> DiffusionPipeline:
+    return DiffusionPipeline.from_pretrained(
+        source,
+        torch_dtype=dtype_for(device),
+        local_files_only=local_files_only,
+        # Generated images are scored, not shown to the public; the checker would also blank out failures.
+        safety_checker=None,
+        requires_safety_checker=False,
+    )
+
+
+def _load_from_hub(model_id: str, device: str) -> DiffusionPipeline:
+    try:
+        return _from_pretrained(model_id, device, local_files_only=True)
+    except OSError as missing:
+        if hub_constants.HF_HUB_OFFLINE:
+            raise ModelUnavailable.generator(
+                model_id, "the hub is unreachable (HF_HUB_OFFLINE=1)"
+            ) from missing
+    # huggingface_hub bounds each request (HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT, 10 s by default), so an
+    # unreachable hub fails here instead of hanging the worker.
+    try:
+        return _from_pretrained(model_id, device, local_files_only=False)
+    except OSError as failed:
+        raise ModelUnavailable.generator(model_id, f"downloading it failed ({failed})") from failed
+
+
+def load_generator(spec: str, device: str, models_dir: Path) -> Generator:
+    """Load a generator: "builtin:tiny-sd", a local diffusers folder, or a Hugging Face model id."""
+    if spec == BUILTIN_TINY_SD:
+        pipe = _from_pretrained(ensure_tiny_sd(models_dir), device, local_files_only=True)
+    elif Path(spec).expanduser().is_dir():
+        pipe = _from_pretrained(Path(spec).expanduser(), device, local_files_only=True)
+    elif _HUB_ID.match(spec):
+        pipe = _load_from_hub(spec, device)
+    else:
+        raise ModelUnavailable(f"generator {spec!r} is neither a local folder nor a Hugging Face model id")
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return Generator(spec, device, pipe)
