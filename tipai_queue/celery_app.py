@@ -5,11 +5,14 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from tipai_queue.result_backend import backend_spec
 from tipai_queue.settings import get_settings
 
 settings = get_settings()
 
-app = Celery("tipai", broker=settings.broker_url, backend=settings.result_backend, include=["workers.tasks"])
+app = Celery(
+    "tipai", broker=settings.broker_url, backend=backend_spec(settings.result_backend), include=["workers.tasks"]
+)
 
 app.conf.update(
     # JSON only: a pickle on the broker is remote code execution for whoever can write to Redis, and only ids

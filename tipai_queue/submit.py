@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from itertools import islice
 
 import redis
-from celery.result import denied_join_result
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -128,11 +127,8 @@ def ensure_enqueued(job_id: str) -> bool:
         by_prompt: dict[str, list[str]] = {}
         for prompt_id, img in rows:
             by_prompt.setdefault(prompt_id, []).append(img)
-        # The submitter never waits on results; without this, the Redis result backend subscribes to every sent
-        # task id in this process (60 000 subscriptions for a 20 000-image job).
-        with denied_join_result():
-            for prompt_id, image_ids in by_prompt.items():
-                canvas.prompt_chord(job_id, prompt_id, image_ids).apply_async()
+        for prompt_id, image_ids in by_prompt.items():
+            canvas.prompt_chord(job_id, prompt_id, image_ids).apply_async()
         job.enqueued_at = datetime.now(UTC)
     return True
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants as hub_constants
 from PIL import Image
+from transformers.utils import logging as transformers_logging
 
 from workers.devices import dtype_for
 from workers.errors import ModelUnavailable
@@ -48,6 +50,9 @@ class Generator:
 
 
 def _from_pretrained(source: str | Path, device: str, local_files_only: bool) -> DiffusionPipeline:
+    # Loading bars are noise in a worker log; the log line that matters is the task's.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     return DiffusionPipeline.from_pretrained(
         source,
         torch_dtype=dtype_for(device),
