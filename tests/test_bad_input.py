@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 
 from tests.helpers import counts, tipai
 
@@ -15,11 +14,12 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def nothing_changes(stack_services):
     """Asserts after the test that no row, queued message or artifact appeared."""
-    broker = redis.Redis.from_url(stack_services.broker_url)
+    from tipai_queue.queues import queue_lengths
+
     root = stack_services.artifact_root
-    before = (counts(), broker.llen("gpu"), broker.llen("cpu"), sorted(root.rglob("*")) if root.exists() else [])
+    before = (counts(), queue_lengths(), sorted(root.rglob("*")) if root.exists() else [])
     yield
-    after = (counts(), broker.llen("gpu"), broker.llen("cpu"), sorted(root.rglob("*")) if root.exists() else [])
+    after = (counts(), queue_lengths(), sorted(root.rglob("*")) if root.exists() else [])
     assert after == before
 
 

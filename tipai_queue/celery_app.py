@@ -38,9 +38,11 @@ app.conf.update(
     # Model work and rendering live on different machines: route by task name.
     task_queues=[Queue("gpu"), Queue("cpu")],
     task_default_queue="cpu",
+    # Within the gpu queue, a ready score goes before the next generate (Redis: lower number = served first):
+    # otherwise every generate of a batch runs before the first score, and the CPU workers idle until the end.
     task_routes={
-        "tipai.generate": {"queue": "gpu"},
-        "tipai.score": {"queue": "gpu"},
+        "tipai.generate": {"queue": "gpu", "priority": 6},
+        "tipai.score": {"queue": "gpu", "priority": 0},
         "tipai.heatmap": {"queue": "cpu"},
         "tipai.pair": {"queue": "cpu"},
         "tipai.reconcile": {"queue": "cpu"},

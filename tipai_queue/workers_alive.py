@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from tipai_queue.celery_app import app
-
-QUEUES = ("gpu", "cpu")
+from tipai_queue.queues import QUEUES
 
 
 def active_queues(timeout_s: float = 1.0) -> set[str]:
