@@ -141,11 +141,10 @@ def _box(pen: _Pen) -> None:
 
 def _chair(pen: _Pen) -> None:
     p = pen.p
-    pen.rect(0.05, 0.0, 0.22, 0.58, p.body)
-    pen.rect(0.05, 0.5, 0.95, 0.62, p.body)
-    pen.rect(0.08, 0.62, 0.18, 1.0, p.dark)
-    pen.rect(0.82, 0.62, 0.92, 1.0, p.dark)
-    pen.rect(0.05, 0.0, 0.6, 0.14, p.body)
+    pen.rect(0.0, 0.0, 0.3, 0.6, p.body)
+    pen.rect(0.0, 0.45, 1.0, 0.66, p.body)
+    pen.rect(0.02, 0.66, 0.2, 1.0, p.dark)
+    pen.rect(0.8, 0.66, 0.98, 1.0, p.dark)
 
 
 def _cat(pen: _Pen) -> None:

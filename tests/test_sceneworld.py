@@ -1,0 +1,80 @@
+"""The scene world: deterministic rendering, exact masks, a caption grammar that round-trips, true hard negatives."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sceneworld.captions import parse
+from sceneworld.sampling import CATEGORIES, entails, hard_negatives, sample
+from sceneworld.scene import render
+from sceneworld.paths import PROMPTS
+from sceneworld.vocab import BACKGROUNDS, COLOURS, KINDS, RELATIONS
+
+
+def samples(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [sample(rng, CATEGORIES[k % len(CATEGORIES)]) for k in range(n)]
+
+
+def test_vocabulary_size():
+    assert len(KINDS) >= 12 and len(COLOURS) == 8 and len(RELATIONS) == 5 and len(BACKGROUNDS) >= 5
+
+
+def test_same_seed_same_pixels():
+    first, second = samples(5, seed=3), samples(5, seed=3)
+    for a, b in zip(first, second):
+        assert a.caption == b.caption
+        assert np.array_equal(np.asarray(render(a.layout.scene).image), np.asarray(render(b.layout.scene).image))
+
+
+def test_masks_are_visible_disjoint_object_pixels():
+    for s in samples(40):
+        rendered = render(s.layout.scene, 64)
+        assert rendered.image.size == (64, 64)
+        assert rendered.masks.shape == (len(s.layout.scene.things), 64, 64)
+        assert rendered.masks.sum(axis=0).max() <= 1  # each pixel belongs to at most one object
+        assert all(mask.sum() > 0 for mask in rendered.masks)
+
+
+def test_object_pixels_take_the_objects_colour():
+    for s in samples(20, seed=5):
+        rendered = render(s.layout.scene, 64)
+        pixels = np.asarray(rendered.image).astype(int)
+        for thing, mask in zip(s.layout.scene.things, rendered.masks):
+            distance = np.abs(pixels[mask] - np.array(COLOURS[thing.colour])).sum(axis=1)
+            # Outlines, wheels and windows are other colours, and thin chairs are mostly outline.
+            assert (distance < 60).mean() > 0.15, (thing, s.caption.text())
+
+
+def test_captions_round_trip_and_are_true():
+    for s in samples(200, seed=1):
+        assert parse(s.caption.text()) == s.caption
+        assert entails(s.full, s.caption)
+
+
+def test_hard_negatives_are_false():
+    rng = np.random.default_rng(2)
+    for s in samples(200, seed=2):
+        for negative in hard_negatives(s.caption, s.full, rng, 3):
+            assert not entails(s.full, negative), (s.caption.text(), negative.text())
+
+
+def test_relations_are_read_both_ways():
+    truth = parse("a red ball under a blue chair on the beach")
+    assert entails(truth, parse("a chair on top of a ball"))
+    assert not entails(truth, parse("a chair under a ball"))
+    assert not entails(truth, parse("a ball"))  # captions are complete descriptions
+
+
+def test_mini_prompts_are_in_the_grammar():
+    entries = json.loads(PROMPTS.read_text())
+    assert len(entries) == 20
+    assert {e["category"] for e in entries} == set(CATEGORIES)
+    for entry in entries:
+        assert parse(entry["prompt"]).text() == entry["prompt"]
+
+
+def test_text_outside_the_grammar_is_refused():
+    with pytest.raises(ValueError, match="not a caption"):
+        parse("an astronaut riding a horse")
