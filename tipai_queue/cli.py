@@ -12,12 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tipai_queue import db
-from tipai_queue.batch import BatchError, build_options, load_batch
+from tipai_queue.batch import MAX_SEEDS_PER_PROMPT, BatchError, build_options, load_batch
 from tipai_queue.progress import JobProgress, job_progress, prompt_summaries
 from tipai_queue.settings import get_settings
 from tipai_queue.submit import ServiceUnavailable, submit as submit_batch
+from sceneworld.cli import app as mini_app
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(mini_app, name="mini")
 console = Console()
 err = Console(stderr=True)
 
@@ -38,13 +40,12 @@ def parse_seeds(text: str | None) -> list[int] | None:
     for part in text.split(","):
         part = part.strip()
         try:
-            if "-" in part[1:]:
-                low, high = part.split("-", 1)
-                seeds.extend(range(int(low), int(high) + 1))
-            else:
-                seeds.append(int(part))
+            low, high = (int(end) for end in part.split("-", 1)) if "-" in part[1:] else (int(part), int(part))
         except ValueError:
             raise BatchError([f"--seeds: {part!r} is not a whole number or a range like 0-3"]) from None
+        if high - low >= MAX_SEEDS_PER_PROMPT:  # refuse before building a list of a billion seeds
+            raise BatchError([f"--seeds: range {part} holds {high - low + 1} seeds; at most {MAX_SEEDS_PER_PROMPT}"])
+        seeds.extend(range(low, high + 1))
     return seeds
 
 
@@ -125,6 +126,9 @@ def print_summary(job_id: str, state: JobProgress) -> None:
             Path(row.comparison_path).name if row.comparison_path else "",
         )
     console.print(table)
+    if state.cancelled:
+        undone = state.n_images - state.heatmaps - state.failed
+        console.print(f"[yellow]job cancelled[/]; {undone} image(s) left undone", highlight=False)
     out = settings.artifact_root / job_id
     console.print(
         f"{state.heatmaps}/{state.n_images} images done, {state.failed} failed, {state.pairs} pairs.\n"
@@ -204,6 +208,25 @@ def status(
 
 
 @app.command()
+def cancel(job_id: str) -> None:
+    """Stop a job: no image of it starts from now on, and its queued messages are taken off the broker."""
+    from tipai_queue.cancel import NoSuchJob, cancel_job
+
+    try:
+        result = cancel_job(job_id, get_settings())
+    except NoSuchJob:
+        raise fail(f"no job {job_id!r}", EXIT_BAD_INPUT) from None
+    if result.already:
+        console.print(f"job {job_id} was already cancelled; {result.left_undone} image(s) left undone", highlight=False)
+    else:
+        console.print(
+            f"job {job_id} cancelled: {result.left_undone} image(s) left undone, "
+            f"{result.purged} queued message(s) removed; tasks already running finish their current step",
+            highlight=False,
+        )
+
+
+@app.command()
 def reconcile(
     stuck_after: Annotated[float | None, typer.Option(help="Seconds in a running state before an image counts as stuck. Default TIPAI_STUCK_AFTER_S.")] = None,
 ) -> None:
@@ -277,7 +300,7 @@ def start_stack(flower: bool):
     except RuntimeError as exc:
         raise fail(str(exc), EXIT_SERVICE) from None
     console.print(f"services: {', '.join(running.services_started) or 'already running'}; "
-                  f"workers: {', '.join(n for n in running.processes if n != 'flower')}; "
+                  f"workers: {', '.join(running.workers) or 'already running'}; "
                   f"logs in {settings.state_dir / 'logs'}", highlight=False)
     if credentials:
         console.print(f"Flower: http://{settings.flower_host}:{settings.flower_port}  "

@@ -109,6 +109,10 @@ class Stack:
     services_started: list[str] = field(default_factory=list)
 
     @property
+    def workers(self) -> list[str]:
+        return [name for name in self.processes if name.startswith(("gpu", "gen", "cpu"))]
+
+    @property
     def record(self) -> Path:
         return self.settings.state_dir / "stack.json"
 
@@ -204,6 +208,10 @@ def start(settings: Settings, flower: bool = True) -> tuple[Stack, tuple[str, st
     stack = Stack(settings)
     stack.services_started = ensure_services(settings)
     migrate()
-    stack.start_workers()
+    from tipai_queue.workers_alive import missing_queues
+
+    # A stack started earlier (`tipai up` in another terminal) already serves the queues: don't double it.
+    if stack.services_started or missing_queues():
+        stack.start_workers()
     credentials = stack.start_flower() if flower else None
     return stack, credentials
