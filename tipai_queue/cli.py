@@ -138,6 +138,15 @@ def print_summary(job_id: str, state: JobProgress) -> None:
     )
 
 
+def read_batch(batch_file: Path, seeds: str | None, **options) -> Batch:
+    """The whole batch and its options, validated; bad input ends the command with every problem listed."""
+    settings = get_settings()
+    try:
+        return load_batch(batch_file, build_options(settings, seeds=parse_seeds(seeds), **options), settings)
+    except BatchError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+
+
 @app.command()
 def submit(
     batch_file: Annotated[Path, typer.Argument(help="JSON list of prompts (or {id, prompt, category} objects), or a text file with one prompt per line.")],
@@ -156,19 +165,16 @@ def submit(
 ) -> None:
     """Validate a whole batch, write its rows, and enqueue one chord per prompt."""
     settings = get_settings()
+    batch = read_batch(
+        batch_file, images=images, seeds=seeds, preset=preset, generator=generator, scorer=scorer,
+        width=width, height=height, steps=steps, guidance=guidance, grid=grid,
+    )
     try:
-        options = build_options(
-            settings, preset=preset, generator=generator, scorer=scorer, images=images, seeds=parse_seeds(seeds),
-            width=width, height=height, steps=steps, guidance=guidance, grid=grid,
-        )
-        batch = load_batch(batch_file, options, settings)
         result = submit_batch(batch, settings, force=force)
-    except BatchError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
     except ServiceUnavailable as exc:
         raise fail(str(exc), EXIT_SERVICE) from None
     if result.created:
-        console.print(f"job {result.job_id}: {result.n_prompts} prompts × {len(options.seeds)} seeds = {result.n_images} images queued")
+        console.print(f"job {result.job_id}: {result.n_prompts} prompts × {len(batch.options.seeds)} seeds = {result.n_images} images queued")
     else:
         console.print(f"job {result.job_id} was submitted before with the same prompts and settings; reusing it (--force to run again)")
     console.print(f"job_id={result.job_id}", highlight=False)
@@ -291,12 +297,12 @@ def worker(
     os.execv(cmd[0], cmd)
 
 
-def start_stack(flower: bool):
+def start_stack(flower: bool, demo: bool = False):
     from tipai_queue import stack
 
     settings = get_settings()
     try:
-        running, credentials = stack.start(settings, flower=flower)
+        running, credentials = stack.start(settings, flower=flower, demo=demo)
     except RuntimeError as exc:
         raise fail(str(exc), EXIT_SERVICE) from None
     console.print(f"services: {', '.join(running.services_started) or 'already running'}; "
@@ -306,6 +312,8 @@ def start_stack(flower: bool):
         console.print(f"Flower: http://{settings.flower_host}:{settings.flower_port}  "
                       f"(user {credentials[0]}, password in {settings.state_dir / 'flower-password'} "
                       "unless TIPAI_FLOWER_PASSWORD is set)", highlight=False)
+    if demo:
+        console.print(f"Demo: http://{settings.demo_host}:{settings.demo_port}", highlight=False)
     return running
 
 
@@ -313,9 +321,11 @@ def start_stack(flower: bool):
 def up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start and return; stop later with `tipai down`.")] = False,
     flower: Annotated[bool, typer.Option(help="Start Flower too.")] = True,
+    demo: Annotated[bool, typer.Option(help="Start the demo page too.")] = True,
 ) -> None:
-    """Start Redis and Postgres (local URLs), migrate, and start the workers and Flower. Ctrl-C stops it all."""
-    running = start_stack(flower)
+    """Start Redis and Postgres (local URLs), migrate, and start the workers, Flower and the demo page. Ctrl-C stops
+    it all."""
+    running = start_stack(flower, demo)
     if detach:
         return
     console.print("running; Ctrl-C to stop")
@@ -329,6 +339,14 @@ def up(
     finally:
         running.stop()
         console.print("stopped")
+
+
+@app.command()
+def demo() -> None:
+    """Serve the demo page in the foreground (TIPAI_DEMO_HOST:TIPAI_DEMO_PORT); the queue must be running."""
+    from frontend.app import main
+
+    main()
 
 
 @app.command()
@@ -358,14 +376,11 @@ def run(
 ) -> None:
     """The main job in one command: start the stack, submit the batch, show progress and where results are."""
     settings = get_settings()
-    try:  # validate before starting anything: bad input costs nothing
-        options = build_options(
-            settings, preset=preset, generator=generator, scorer=scorer, images=images, seeds=parse_seeds(seeds),
-            width=width, height=height, steps=steps, guidance=guidance, grid=grid,
-        )
-        batch = load_batch(batch_file, options, settings)
-    except BatchError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    # Validated before anything starts: bad input costs nothing.
+    batch = read_batch(
+        batch_file, images=images, seeds=seeds, preset=preset, generator=generator, scorer=scorer,
+        width=width, height=height, steps=steps, guidance=guidance, grid=grid,
+    )
     running = start_stack(flower=keep)
     started = time.monotonic()
     try:
