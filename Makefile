@@ -16,8 +16,10 @@ $(BIN)/tipai: pyproject.toml
 
 install: $(BIN)/tipai services-deps
 
-# Redis and Postgres servers from Debian when missing (the stack runs them itself, as local processes).
+# Redis and Postgres servers from Debian when missing (the stack runs them itself, as local processes), and the
+# Chromium the browser test drives.
 services-deps:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql; }
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     flower_password: SecretStr | None = None
     demo_host: str = "127.0.0.1"
     demo_port: int = 7860
+    demo_auth: SecretStr | None = None  # "user:password"; unset leaves the page open to whoever reaches the port
+    demo_concurrency: int = Field(default=8, ge=1)  # browser sessions streaming progress at once; more wait in line
 
     worker_concurrency_cpu: int = Field(default=2, ge=1)
 
@@ -53,6 +55,15 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("demo_auth", mode="after")
+    @classmethod
+    def _user_and_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, sep, password = value.get_secret_value().partition(":")
+            if not (user and sep and password):
+                raise ValueError('TIPAI_DEMO_AUTH must look like "user:password"')
+        return value
 
     @property
     def models_dir(self) -> Path:

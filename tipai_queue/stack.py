@@ -144,6 +144,11 @@ class Stack:
         self.spawn("flower", flower_command(self.settings, user, password))
         return user, password
 
+    def start_demo(self) -> str:
+        """The demo page, in its own process: it reads rows and files and never loads a model. Returns its URL."""
+        self.spawn("demo", [sys.executable, "-m", "frontend"])
+        return f"http://{self.settings.demo_host}:{self.settings.demo_port}"
+
     def save(self) -> None:
         self.record.parent.mkdir(parents=True, exist_ok=True)
         self.record.write_text(
@@ -204,7 +209,7 @@ def down(settings: Settings) -> list[str]:
     return stopped + ["redis", "postgres"]
 
 
-def start(settings: Settings, flower: bool = True) -> tuple[Stack, tuple[str, str] | None]:
+def start(settings: Settings, flower: bool = True, demo: bool = False) -> tuple[Stack, tuple[str, str] | None]:
     stack = Stack(settings)
     stack.services_started = ensure_services(settings)
     migrate()
@@ -214,4 +219,6 @@ def start(settings: Settings, flower: bool = True) -> tuple[Stack, tuple[str, st
     if stack.services_started or missing_queues():
         stack.start_workers()
     credentials = stack.start_flower() if flower else None
+    if demo:
+        stack.start_demo()
     return stack, credentials

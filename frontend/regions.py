@@ -1,0 +1,89 @@
+"""Patch scores in words: where on the picture a cell sits, and which cells agree least with the prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import fmean, pstdev
+
+# Five bands down and three across read naturally ("upper left", "lower centre") and stay coarse enough that a
+# name never pretends to more precision than a 7×7 grid has.
+ROWS = ("top", "upper", "middle", "lower", "bottom")
+COLUMNS = ("left", "centre", "right")
+
+
+def _band(index: int, grid: int, names: tuple[str, ...]) -> str:
+    return names[min(int((index + 0.5) / grid * len(names)), len(names) - 1)]
+
+
+def cell_name(row: int, col: int, grid: int) -> str:
+    """'top-left', 'upper centre', 'centre', 'middle right', 'bottom-right', ... for a cell of a grid×grid map."""
+    if grid == 1:
+        return "whole image"
+    vertical, horizontal = _band(row, grid, ROWS), _band(col, grid, COLUMNS)
+    if vertical == "middle":
+        return "centre" if horizontal == "centre" else f"middle {horizontal}"
+    if vertical in ("top", "bottom") and horizontal != "centre":
+        return f"{vertical}-{horizontal}"
+    return f"{vertical} {horizontal}"
+
+
+@dataclass(frozen=True)
+class WeakCell:
+    row: int
+    col: int
+    name: str
+    value: float
+    below_mean: float  # image mean minus this cell's cosine
+    below_sd: float  # the same in standard deviations of this image's cells (0 for a flat map)
+
+
+@dataclass(frozen=True)
+class PatchAnalysis:
+    grid: int
+    mean: float
+    sd: float
+    weakest: tuple[WeakCell, ...]
+
+
+def analyse(patch_scores: list[float], grid: int, count: int = 3) -> PatchAnalysis:
+    """The `count` lowest cells, compared with the image's own mean: cosines are only comparable within an image."""
+    if len(patch_scores) != grid * grid:
+        raise ValueError(f"expected {grid * grid} patch scores for a {grid}×{grid} grid, got {len(patch_scores)}")
+    mean, sd = fmean(patch_scores), pstdev(patch_scores)
+    order = sorted(range(len(patch_scores)), key=lambda i: (patch_scores[i], i))[:count]
+    weakest = tuple(
+        WeakCell(
+            row=i // grid,
+            col=i % grid,
+            name=cell_name(i // grid, i % grid, grid),
+            value=patch_scores[i],
+            below_mean=mean - patch_scores[i],
+            below_sd=(mean - patch_scores[i]) / sd if sd else 0.0,
+        )
+        for i in order
+    )
+    return PatchAnalysis(grid=grid, mean=mean, sd=sd, weakest=weakest)
+
+
+def describe(analysis: PatchAnalysis) -> str:
+    """Markdown for a person: the weakest regions first, then what the numbers are relative to."""
+    first, *others = analysis.weakest
+    lines = [
+        f"**Weakest region: {first.name}** (row {first.row + 1}, column {first.col + 1}): cosine {first.value:.3f}, "
+        f"{first.below_mean:.3f} below this image's mean of {analysis.mean:.3f} ({first.below_sd:.1f} SD).",
+    ]
+    if others:
+        lines.append("")
+        lines.append("Next weakest:")
+        lines += [
+            f"- {cell.name} (row {cell.row + 1}, column {cell.col + 1}): {cell.value:.3f}, "
+            f"{cell.below_mean:.3f} below the mean ({cell.below_sd:.1f} SD)"
+            for cell in others
+        ]
+    lines.append("")
+    lines.append(
+        f"These are the parts of the picture whose CLIP embedding agrees least with the prompt, on a "
+        f"{analysis.grid}×{analysis.grid} grid. Cells are compared with the image's own mean because patch cosines "
+        "sit in a narrow band; the heatmap uses the same per-image scale."
+    )
+    return "\n".join(lines)
