@@ -14,20 +14,11 @@ from pathlib import Path
 
 
 def isolate(preset: str = "tiny") -> Path:
-    from tipai_queue import services
+    from tipai_queue.stack import private_env
 
     state = Path(tempfile.mkdtemp(prefix="tipai-bench-", dir="/var/tmp"))
     state.chmod(0o755)  # the postgres system user must reach its data folder when run as root
-    redis_port, pg_port = services.free_port(), services.free_port()
-    os.environ.update(
-        TIPAI_STATE_DIR=str(state),
-        TIPAI_ARTIFACT_ROOT=str(state / "artifacts"),
-        TIPAI_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
-        TIPAI_RESULT_BACKEND=f"redis://127.0.0.1:{redis_port}/1",
-        TIPAI_DATABASE_URL=f"postgresql+psycopg://tipai@127.0.0.1:{pg_port}/tipai",
-        TIPAI_PRESET=preset,
-        HF_HUB_OFFLINE="1",
-    )
+    os.environ.update(private_env(state), TIPAI_PRESET=preset, HF_HUB_OFFLINE="1")
     os.environ.setdefault("TIPAI_MODEL_CACHE_DIR", str(Path(tempfile.gettempdir()) / "tipai-test-models"))
     return state
 

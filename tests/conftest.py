@@ -13,24 +13,20 @@ from pathlib import Path
 import pytest
 
 from tipai_queue import services
+from tipai_queue.stack import private_env
 
 STATE = Path(tempfile.mkdtemp(prefix="tipai-test-", dir="/var/tmp"))
-REDIS_PORT = services.free_port()
-PG_PORT = services.free_port()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     STATE.chmod(0o755)  # the postgres system user must reach its data folder when tests run as root
     os.environ.update(
-        TIPAI_STATE_DIR=str(STATE),
-        TIPAI_ARTIFACT_ROOT=str(STATE / "artifacts"),
-        TIPAI_BROKER_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
-        TIPAI_RESULT_BACKEND=f"redis://127.0.0.1:{REDIS_PORT}/1",
-        TIPAI_DATABASE_URL=f"postgresql+psycopg://tipai@127.0.0.1:{PG_PORT}/tipai",
+        private_env(STATE),
         TIPAI_PRESET="tiny",
         TIPAI_DEVICE="cpu",
         TIPAI_MODEL_CACHE_DIR=str(Path(tempfile.gettempdir()) / "tipai-test-models"),
-        TIPAI_RECONCILE_EVERY_S="5",
+        # The reconcile tests run it by hand; a periodic run in between would do their work first.
+        TIPAI_RECONCILE_EVERY_S="3600",
         HF_HUB_OFFLINE="1",
     )
 

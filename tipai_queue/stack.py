@@ -35,6 +35,19 @@ def _local_port(url: str, default: int) -> int | None:
     return (parts.port or default) if parts.hostname in LOCAL_HOSTS else None
 
 
+def private_env(state_dir: Path) -> dict[str, str]:
+    """TIPAI_* variables for a stack of its own in `state_dir` (free ports, own artifact folder): for tests and
+    benchmarks, which must neither touch nor be disturbed by a stack the user has running."""
+    redis_port, pg_port = services.free_port(), services.free_port()
+    return {
+        "TIPAI_STATE_DIR": str(state_dir),
+        "TIPAI_ARTIFACT_ROOT": str(state_dir / "artifacts"),
+        "TIPAI_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "TIPAI_RESULT_BACKEND": f"redis://127.0.0.1:{redis_port}/1",
+        "TIPAI_DATABASE_URL": f"postgresql+psycopg://tipai@127.0.0.1:{pg_port}/tipai",
+    }
+
+
 def ensure_services(settings: Settings) -> list[str]:
     """Start local Redis/Postgres for URLs on this machine that do not answer yet. Returns what was started."""
     started = []
