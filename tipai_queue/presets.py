@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sceneworld.paths import clip_checkpoint, sd_folder
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -26,6 +28,10 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "tiny", "builtin:tiny-sd", "tipai-tiny-clip@builtin", 64, 64, 2, 3.0,
             "random-weight SD and CLIP built in code: plumbing and tests, draws noise",
+        ),
+        Preset(
+            "mini", str(sd_folder()), f"tipai-mini-clip@{clip_checkpoint()}", 64, 64, 20, 4.0,
+            "small SD and CLIP trained on the scene world (models/mini, docs/mini.md): runs anywhere, measurable",
         ),
         Preset(
             "sd-turbo", "stabilityai/sd-turbo", "ViT-L-14@openai", 512, 512, 1, 0.0,

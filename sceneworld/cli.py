@@ -1,0 +1,62 @@
+"""`tipai mini`: train and measure the mini models of the scene world."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sceneworld.paths import MINI_DIR
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+_DEFAULT = None
+
+
+@app.command()
+def train(
+    only: Annotated[str | None, typer.Option(help="Train only 'clip' or 'sd' (both by default).")] = None,
+    out: Annotated[Path, typer.Option(help="Where the models and metrics.json go.")] = MINI_DIR,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
+    scenes: Annotated[int | None, typer.Option(help="Rendered training scenes.")] = _DEFAULT,
+    clip_steps: Annotated[int | None, typer.Option(help="Mini CLIP optimiser steps.")] = _DEFAULT,
+    vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
+    unet_steps: Annotated[int | None, typer.Option(help="UNet + text encoder optimiser steps.")] = _DEFAULT,
+    geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
+) -> None:
+    """Train the mini CLIP and the mini SD from scratch with fixed seeds, then print their metrics."""
+    from dataclasses import replace
+
+    from sceneworld.train import Budget, run
+
+    if only not in (None, "clip", "sd"):
+        typer.echo(f"error: --only must be clip or sd, not {only!r}", err=True)
+        raise typer.Exit(2)
+    overrides = {"scenes": scenes, "clip_steps": clip_steps, "vae_steps": vae_steps, "unet_steps": unet_steps}
+    budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
+    started = time.monotonic()
+    # Flushed line by line: a long run is usually followed in a log file.
+    metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True))
+    typer.echo(f"done in {time.monotonic() - started:.0f} s; metrics in {out / 'metrics.json'}")
+    for key in ("clip_zero_shot", "sd_geneval"):
+        if key in metrics:
+            typer.echo(f"{key}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics[key].items()))
+
+
+@app.command()
+def gallery(
+    docs: Annotated[Path, typer.Option(help="Folder for the pictures.")] = MINI_DIR.parent.parent / "docs",
+    seeds: Annotated[int, typer.Option(help="Generated images per mini prompt.")] = 2,
+) -> None:
+    """Draw docs/mini-world.png (scenes and captions) and docs/mini-samples.png (the mini SD's images)."""
+    from sceneworld.gallery import generated_sheet, world_sheet
+    from sceneworld.paths import PROMPTS
+    from tipai_queue.presets import get_preset
+    from workers.generation import load_generator
+
+    preset = get_preset("mini")
+    world_sheet(docs / "mini-world.png")
+    generator = load_generator(preset.generator, "cpu", MINI_DIR)
+    generated_sheet(docs / "mini-samples.png", generator, PROMPTS, list(range(seeds)), preset.steps, preset.guidance)
+    typer.echo(f"wrote {docs / 'mini-world.png'} and {docs / 'mini-samples.png'}")

@@ -1,0 +1,89 @@
+"""The mini CLIP: a small open_clip model trained contrastively on rendered scenes, with hard-negative captions
+that differ from the truth in one colour, kind, count, relation or background (so colours bind to objects)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from safetensors.torch import save_file
+
+from sceneworld.dataset import SceneSet
+from sceneworld.sampling import hard_negatives
+from workers.tiny import register_model_configs
+
+ARCH = "tipai-mini-clip"
+_MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
+
+
+def normalise_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, 64, 64) to what open_clip's eval preprocessing gives for 64x64 images."""
+    return (pixels.float() / 255.0 - _MEAN) / _STD
+
+
+def create(seed: int) -> torch.nn.Module:
+    register_model_configs()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return open_clip.create_model(ARCH, pretrained=None)
+
+
+def _loss(model, images: torch.Tensor, tokens: torch.Tensor, texts: list[str], batch: int) -> torch.Tensor:
+    image_features = model.encode_image(images, normalize=True)
+    text_features = model.encode_text(tokens, normalize=True)
+    scale = model.logit_scale.exp()
+    # Two images can share a caption ("a dog"); the other's copy is not a negative.
+    ids = {text: k for k, text in enumerate(texts[:batch])}
+    same = torch.tensor([ids[t] for t in texts[:batch]])
+    duplicate = (same[:, None] == same[None, :]) & ~torch.eye(batch, dtype=torch.bool)
+    per_image = scale * image_features @ text_features.T  # positives first, then every image's hard negatives
+    per_image[:, :batch] = per_image[:, :batch].masked_fill(duplicate, -1e4)
+    per_text = (scale * text_features[:batch] @ image_features.T).masked_fill(duplicate, -1e4)
+    target = torch.arange(batch)
+    return (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target)) / 2
+
+
+def train(
+    data: SceneSet, steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None]
+) -> torch.nn.Module:
+    model = create(seed)
+    tokenizer = open_clip.get_tokenizer(ARCH)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    started = time.monotonic()
+    model.train()
+    for step in range(steps):
+        index = torch.randint(len(data.samples), (batch,), generator=generator)
+        chosen = [data.samples[i] for i in index.tolist()]
+        texts = [s.caption.text() for s in chosen]
+        texts += [n.text() for s in chosen for n in hard_negatives(s.caption, s.full, rng, negatives)]
+        loss = _loss(model, normalise_pixels(data.pixels[index]), tokenizer(texts), texts, batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % 50 == 0 or step == steps - 1:
+            log(f"clip step {step + 1}/{steps} loss {loss.item():.3f} ({time.monotonic() - started:.0f} s)")
+    model.eval()
+    return model
+
+
+def save(model: torch.nn.Module, path: Path) -> None:
+    """Half-precision safetensors that open_clip loads as ``ARCH@path`` (it casts back to the model's precision)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, path)
