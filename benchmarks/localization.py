@@ -1,0 +1,234 @@
+"""Localization benchmark: does a scoring method find the one object in a scene that violates its caption?
+
+For N caption/scene pairs (fixed seeds) it renders a faithful scene and a corrupted copy in which exactly one object
+violates the caption — its colour swapped, its kind swapped, an extra object the caption does not mention, or an
+extra instance beyond the caption's count — and keeps that object's mask as ground truth. Per method it reports:
+
+- pair accuracy: the faithful scene's global score beats the corrupted one's;
+- pointing game: the lowest heatmap cell of the corrupted scene overlaps the violating object;
+- pixel AUROC of (1 - normalised, upsampled heatmap) against the object's mask, averaged over scenes;
+- seconds per image scored.
+
+    python -m benchmarks.localization --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sceneworld.captions import Caption, Group
+from sceneworld.icons import ASPECT
+from sceneworld.layout import layout
+from sceneworld.sampling import random_caption, stated
+from sceneworld.scene import Scene, render
+from sceneworld.vocab import COLOURS, KINDS
+from workers.heatmap import normalise, upsample
+
+VIOLATIONS = ("colour_swap", "kind_swap", "extra_object", "extra_instance")
+IMAGE_SIZE = 64
+GRID = 7
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Case:
+    violation: str
+    prompt: str
+    faithful: Image.Image
+    corrupted: Image.Image
+    mask: np.ndarray  # (H, W) bool: the violating object's visible pixels in the corrupted scene
+
+
+def _other(rng: np.random.Generator, options, exclude) -> str:
+    choices = [option for option in options if option not in exclude]
+    return str(choices[int(rng.integers(len(choices)))])
+
+
+def _swap(scene: Scene, index: int, **change) -> Scene:
+    things = list(scene.things)
+    things[index] = replace(things[index], **change)
+    return replace(scene, things=tuple(things))
+
+
+def make_case(violation: str, rng: np.random.Generator) -> Case:
+    if violation == "colour_swap":
+        full = random_caption(rng, str(rng.choice(["attribute_binding", "composition", "counting"])))
+        caption = replace(full, background=full.background if rng.random() < 0.5 else None)
+        scene = layout(full, rng).scene
+        victim = int(rng.integers(len(scene.things)))
+        corrupted = _swap(scene, victim, colour=_other(rng, COLOURS, [scene.things[victim].colour]))
+    elif violation == "kind_swap":
+        category = str(rng.choice(["object_presence", "attribute_binding", "counting", "spatial_relations"]))
+        full = random_caption(rng, category)
+        caption = stated(full, rng, category)
+        scene = layout(full, rng).scene
+        victim = int(rng.integers(len(scene.things)))
+        thing = scene.things[victim]
+        kind = _other(rng, KINDS, [g.kind for g in full.groups])
+        # Same footprint width, so the new object does not spill onto its neighbours.
+        height = min(thing.width / ASPECT[kind], thing.height * 1.3, thing.bottom - 0.02)
+        corrupted = _swap(scene, victim, kind=kind, height=height)
+    elif violation in ("extra_object", "extra_instance"):
+        category = "counting" if violation == "extra_instance" else str(
+            rng.choice(["object_presence", "attribute_binding", "counting"]))
+        full = random_caption(rng, category)
+        if violation == "extra_instance":
+            full = replace(full, groups=(replace(full.groups[0], count=int(rng.integers(1, 5))),) + full.groups[1:])
+            extra = full.groups[0]
+        else:
+            extra = Group(_other(rng, KINDS, [g.kind for g in full.groups]), _other(rng, COLOURS, []))
+        caption = stated(full, rng, category)
+        placed = layout(full, rng, extra=Group(extra.kind, extra.colour))
+        corrupted = placed.scene
+        victim = placed.owners.index(len(full.groups))
+        scene = replace(corrupted, things=corrupted.things[:victim] + corrupted.things[victim + 1:])
+    else:
+        raise ValueError(violation)
+    rendered = render(corrupted, IMAGE_SIZE)
+    return Case(violation, caption.text(), render(scene, IMAGE_SIZE).image, rendered.image, rendered.masks[victim])
+
+
+def make_cases(n: int, seed: int) -> list[Case]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < n:
+        case = make_case(VIOLATIONS[len(cases) % len(VIOLATIONS)], rng)
+        # An object hidden behind others violates nothing visible.
+        if case.mask.sum() >= 12:
+            cases.append(case)
+    return cases
+
+
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties counted half)."""
+    scores, positives = scores.ravel(), positives.ravel().astype(bool)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    # Average rank of each distinct value, so tied pixels count half.
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse]
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# A method maps (image, prompt) to a global score and a (G, G) heatmap, low where the image fails the prompt.
+Method = Callable[[Image.Image, str], tuple[float, np.ndarray]]
+
+
+def grid_method(scorer, grid: int = GRID) -> Method:
+    def score(image: Image.Image, prompt: str) -> tuple[float, np.ndarray]:
+        result = scorer.score(image, prompt, grid)
+        return result.global_cosine, np.asarray(result.patch_cosines).reshape(grid, grid)
+
+    return score
+
+
+def lowest_cell_hits(cells: np.ndarray, mask: np.ndarray) -> bool:
+    from workers.scoring import grid_boxes
+
+    grid = cells.shape[0]
+    left, top, right, bottom = grid_boxes(mask.shape[1], mask.shape[0], grid)[int(np.argmin(cells))]
+    return bool(mask[top:bottom, left:right].any())
+
+
+def evaluate(method: Method, cases: list[Case]) -> tuple[dict, list[np.ndarray]]:
+    rows: dict[str, list[tuple[bool, bool, float]]] = {v: [] for v in VIOLATIONS}
+    heatmaps, seconds, images = [], 0.0, 0
+    for case in cases:
+        started = time.perf_counter()
+        good, _ = method(case.faithful, case.prompt)
+        bad, cells = method(case.corrupted, case.prompt)
+        seconds += time.perf_counter() - started
+        images += 2
+        field = upsample(normalise(cells), IMAGE_SIZE, IMAGE_SIZE)
+        heatmaps.append(field)
+        rows[case.violation].append((good > bad, lowest_cell_hits(cells, case.mask), auroc(1.0 - field, case.mask)))
+    rows["overall"] = [row for v in VIOLATIONS for row in rows[v]]
+    per_image = seconds / images
+    table = {
+        name: {
+            "pair_accuracy": float(np.mean([r[0] for r in results])),
+            "pointing_game": float(np.mean([r[1] for r in results])),
+            "auroc": float(np.mean([r[2] for r in results])),
+            "seconds_per_image": per_image,
+            "n": len(results),
+        }
+        for name, results in rows.items()
+    }
+    return table, heatmaps
+
+
+def print_table(method: str, table: dict) -> None:
+    print(f"\n{method}")
+    print(f"{'violation':<16}{'n':>5}{'pair acc':>10}{'pointing':>10}{'AUROC':>8}{'s/image':>9}")
+    for name, row in table.items():
+        print(f"{name:<16}{row['n']:>5}{row['pair_accuracy']:>10.3f}{row['pointing_game']:>10.3f}"
+              f"{row['auroc']:>8.3f}{row['seconds_per_image']:>9.4f}")
+
+
+def figure(cases: list[Case], heatmaps: list[np.ndarray], path: Path, per_type: int = 2) -> None:
+    """A grid of examples: faithful scene, corrupted scene, heatmap over it, ground-truth mask."""
+    from matplotlib.figure import Figure
+
+    from workers.heatmap import COLORMAP
+
+    picked = [k for v in VIOLATIONS for k in [i for i, c in enumerate(cases) if c.violation == v][:per_type]]
+    fig = Figure(figsize=(7, 2.1 * len(picked)), dpi=90, layout="constrained")
+    axes = fig.subplots(len(picked), 4)
+    for row, k in zip(axes, picked):
+        case = cases[k]
+        grey = np.asarray(case.corrupted.convert("L").convert("RGB"), dtype=np.float32) / 255.0
+        blend = 0.55 * grey + 0.45 * COLORMAP(heatmaps[k])[..., :3]
+        for ax, picture, title in zip(
+            row,
+            [case.faithful, case.corrupted, blend, case.mask],
+            [textwrap.fill(case.prompt, 26) + "\nfaithful", f"corrupted:\n{case.violation}", "7x7 grid heatmap\n(red = low)",
+             "violating object\n(ground truth)"],
+        ):
+            ax.imshow(picture, interpolation="nearest", cmap="gray" if picture is case.mask else None)
+            ax.set_title(title, fontsize=8)
+            ax.set_axis_off()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=400, help="scene pairs (split evenly over the violation types)")
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--scorer", default=None, help="open_clip ARCH@PRETRAINED (default: the mini preset's)")
+    parser.add_argument("--json", dest="json_path", default=None, help="write the tables here as JSON")
+    parser.add_argument("--figure", type=Path, default=PROJECT_ROOT / "docs" / "localization.png")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from tipai_queue.presets import get_preset
+    from workers.scoring import load_scorer
+
+    torch.set_num_threads(args.threads)
+    scorer = load_scorer(args.scorer or get_preset("mini").scorer, "cpu", PROJECT_ROOT / ".tipai" / "models")
+    cases = make_cases(args.n, args.seed)
+    results = {}
+    for name, method in {"grid7": grid_method(scorer)}.items():
+        table, heatmaps = evaluate(method, cases)
+        results[name] = table
+        print_table(name, table)
+        if name == "grid7":
+            figure(cases, heatmaps, args.figure)
+            print(f"figure: {args.figure}")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The localization benchmark's ground truth and measures."""
+
+import numpy as np
+import pytest
+
+from benchmarks.localization import VIOLATIONS, auroc, lowest_cell_hits, make_cases
+from sceneworld.captions import parse
+
+
+def test_auroc():
+    truth = np.array([0, 0, 1, 1], dtype=bool)
+    assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), truth) == 1.0
+    assert auroc(np.array([0.9, 0.8, 0.2, 0.1]), truth) == 0.0
+    assert auroc(np.full(4, 0.5), truth) == 0.5
+    assert auroc(np.array([0.1, 0.5, 0.5, 0.9]), truth) == pytest.approx(0.875)
+
+
+def test_lowest_cell_hits():
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[60:, 60:] = True
+    cells = np.ones((7, 7))
+    cells[6, 6] = 0.0
+    assert lowest_cell_hits(cells, mask)
+    cells[6, 6], cells[0, 0] = 1.0, 0.0
+    assert not lowest_cell_hits(cells, mask)
+
+
+def test_cases_differ_only_at_the_violating_object():
+    cases = make_cases(24, seed=5)
+    assert [c.violation for c in cases[:4]] == list(VIOLATIONS)
+    for case in cases:
+        parse(case.prompt)
+        assert case.mask.sum() >= 12
+        changed = np.abs(np.asarray(case.faithful, int) - np.asarray(case.corrupted, int)).sum(axis=2) > 30
+        # Resampling spreads an edge over a few pixels; nothing further away may change.
+        near = np.zeros_like(case.mask)
+        ys, xs = np.nonzero(case.mask)
+        near[max(ys.min() - 3, 0) : ys.max() + 4, max(xs.min() - 3, 0) : xs.max() + 4] = True
+        if case.violation == "kind_swap":
+            continue  # the old object's pixels change too, and they lie outside the new one's mask
+        assert changed.any() and not (changed & ~near).any(), case.violation
