@@ -17,6 +17,7 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_SEED = 2**32 - 1
+MAX_SEEDS_PER_PROMPT = 64
 MAX_ERRORS_SHOWN = 20
 
 
@@ -87,7 +88,7 @@ def check_prompt_text(text: object, settings: Settings, where: str) -> list[str]
 
 
 def check_id(value: object, where: str, what: str = "id") -> list[str]:
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):  # "$" alone lets a trailing newline in
         return [
             f"{where}: {what} {value!r} is not allowed; use 1-64 letters, digits, '_' or '-', "
             "starting with a letter or digit"
@@ -150,11 +151,14 @@ def build_options(
         raise BatchError([str(exc.args[0])]) from None
     if seeds is None:
         count = 4 if images is None else images
-        if not 1 <= count <= 64:
-            errors.append(f"images per prompt must be between 1 and 64, got {count}")
-        seeds = list(range(max(count, 0)))
+        if not 1 <= count <= MAX_SEEDS_PER_PROMPT:
+            errors.append(f"images per prompt must be between 1 and {MAX_SEEDS_PER_PROMPT}, got {count}")
+        seeds = list(range(count)) if 1 <= count <= MAX_SEEDS_PER_PROMPT else []
     elif images is not None and images != len(seeds):
         errors.append(f"--images {images} disagrees with the {len(seeds)} seeds given")
+    if len(seeds) > MAX_SEEDS_PER_PROMPT:
+        errors.append(f"{len(seeds)} seeds given; at most {MAX_SEEDS_PER_PROMPT} images per prompt")
+        seeds = seeds[:MAX_SEEDS_PER_PROMPT]
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             errors.append(f"seed {seed!r} must be a whole number from 0 to {MAX_SEED}")
