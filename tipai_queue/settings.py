@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     stuck_after_s: int = 1800  # reconcile requeues images in a running state for longer than this
     reconcile_every_s: int = 60
     db_retry_max: int = 8
+    # Fault drills (tests/faults) slow generate and score down so a kill or restart lands mid-task. Keep at 0.
+    slow_tasks_s: float = Field(default=0.0, ge=0.0)
 
     # Limits on what a batch may ask for (validated before anything is enqueued).
     max_prompts: int = 50_000
