@@ -7,9 +7,12 @@ extra instance beyond the caption's count — and keeps that object's mask as gr
 - pair accuracy: the faithful scene's global score beats the corrupted one's;
 - pointing game: the lowest heatmap cell of the corrupted scene overlaps the violating object;
 - pixel AUROC of (1 - normalised, upsampled heatmap) against the object's mask, averaged over scenes;
-- seconds per image scored.
+- seconds per image scored;
+- explanation correctness (colour and kind swaps): the first finding of workers/explain.py names the phrase the
+  corrupted object belongs to and the colour or kind it was swapped to.
 
     python -m benchmarks.localization --json results.json
+    python -m benchmarks.localization --methods grid,phrases --n 100
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from sceneworld.icons import ASPECT
 from sceneworld.layout import layout
 from sceneworld.sampling import random_caption, stated
 from sceneworld.scene import Scene, render
-from sceneworld.vocab import COLOURS, KINDS
+from sceneworld.vocab import COLOURS, KINDS, PLURALS
 from workers.heatmap import normalise, upsample
 
 VIOLATIONS = ("colour_swap", "kind_swap", "extra_object", "extra_instance")
@@ -46,6 +49,8 @@ class Case:
     faithful: Image.Image
     corrupted: Image.Image
     mask: np.ndarray  # (H, W) bool: the violating object's visible pixels in the corrupted scene
+    phrase: str | None = None  # colour and kind swaps: the caption's phrase the swapped object belongs to
+    alternative: str | None = None  # ... and the colour or kind it was swapped to
 
 
 def _other(rng: np.random.Generator, options, exclude) -> str:
@@ -63,20 +68,24 @@ def make_case(violation: str, rng: np.random.Generator) -> Case:
     if violation == "colour_swap":
         full = random_caption(rng, str(rng.choice(["attribute_binding", "composition", "counting"])))
         caption = replace(full, background=full.background if rng.random() < 0.5 else None)
-        scene = layout(full, rng).scene
+        placed = layout(full, rng)
+        scene = placed.scene
         victim = int(rng.integers(len(scene.things)))
         corrupted = _swap(scene, victim, colour=_other(rng, COLOURS, [scene.things[victim].colour]))
+        truth = (caption.groups[placed.owners[victim]].text(), corrupted.things[victim].colour)
     elif violation == "kind_swap":
         category = str(rng.choice(["object_presence", "attribute_binding", "counting", "spatial_relations"]))
         full = random_caption(rng, category)
         caption = stated(full, rng, category)
-        scene = layout(full, rng).scene
+        placed = layout(full, rng)
+        scene = placed.scene
         victim = int(rng.integers(len(scene.things)))
         thing = scene.things[victim]
         kind = _other(rng, KINDS, [g.kind for g in full.groups])
         # Same footprint width, so the new object does not spill onto its neighbours.
         height = min(thing.width / ASPECT[kind], thing.height * 1.3, thing.bottom - 0.02)
         corrupted = _swap(scene, victim, kind=kind, height=height)
+        truth = (caption.groups[placed.owners[victim]].text(), kind)
     elif violation in ("extra_object", "extra_instance"):
         category = "counting" if violation == "extra_instance" else str(
             rng.choice(["object_presence", "attribute_binding", "counting"]))
@@ -91,10 +100,12 @@ def make_case(violation: str, rng: np.random.Generator) -> Case:
         corrupted = placed.scene
         victim = placed.owners.index(len(full.groups))
         scene = replace(corrupted, things=corrupted.things[:victim] + corrupted.things[victim + 1:])
+        truth = (None, None)
     else:
         raise ValueError(violation)
     rendered = render(corrupted, IMAGE_SIZE)
-    return Case(violation, caption.text(), render(scene, IMAGE_SIZE).image, rendered.image, rendered.masks[victim])
+    return Case(violation, caption.text(), render(scene, IMAGE_SIZE).image, rendered.image, rendered.masks[victim],
+                *truth)
 
 
 def make_cases(n: int, seed: int) -> list[Case]:
@@ -123,12 +134,30 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
 Method = Callable[[Image.Image, str], tuple[float, np.ndarray]]
 
 
-def grid_method(scorer, grid: int = GRID) -> Method:
-    def score(image: Image.Image, prompt: str) -> tuple[float, np.ndarray]:
-        result = scorer.score(image, prompt, grid)
-        return result.global_cosine, np.asarray(result.patch_cosines).reshape(grid, grid)
+def method_of(scorer, name: str, grid: int = GRID) -> Method:
+    from workers import localize
 
-    return score
+    return lambda image, prompt: localize.score(scorer, image, prompt, grid, name)
+
+
+def explanation_correct(case: Case, findings: list) -> bool:
+    """The first finding names the swapped object's phrase and what it was swapped to."""
+    if not findings:
+        return False
+    first = findings[0]
+    words = first.alternative.split()
+    return first.phrase == case.phrase and (case.alternative in words or PLURALS.get(case.alternative) in words)
+
+
+def explanation_table(scorer, cases: list[Case]) -> dict:
+    from workers.explain import explain
+
+    rows: dict[str, list[bool]] = {"colour_swap": [], "kind_swap": []}
+    for case in cases:
+        if case.violation in rows:
+            rows[case.violation].append(explanation_correct(case, explain(scorer, case.corrupted, case.prompt, GRID)))
+    rows["overall"] = rows["colour_swap"] + rows["kind_swap"]
+    return {name: {"correct": float(np.mean(hits)), "n": len(hits)} for name, hits in rows.items()}
 
 
 def lowest_cell_hits(cells: np.ndarray, mask: np.ndarray) -> bool:
@@ -174,6 +203,41 @@ def print_table(method: str, table: dict) -> None:
               f"{row['auroc']:>8.3f}{row['seconds_per_image']:>9.4f}")
 
 
+def print_side_by_side(results: dict) -> None:
+    """One row per method and violation type, so methods compare at a glance."""
+    print(f"\n{'method':<12}{'violation':<16}{'pair acc':>9}{'pointing':>9}{'AUROC':>7}{'s/image':>9}{'× grid':>8}")
+    base = results.get("grid", {}).get("overall", {}).get("seconds_per_image")
+    for method, table in results.items():
+        for name, row in table.items():
+            ratio = f"{row['seconds_per_image'] / base:>8.1f}" if base else f"{'':>8}"
+            print(f"{method:<12}{name:<16}{row['pair_accuracy']:>9.3f}{row['pointing_game']:>9.3f}"
+                  f"{row['auroc']:>7.3f}{row['seconds_per_image']:>9.4f}{ratio}")
+
+
+def methods_figure(cases: list[Case], maps: dict[str, list[np.ndarray]], path: Path) -> None:
+    """The same corrupted scenes under every method: scene, ground truth, then one heatmap per method."""
+    from matplotlib.figure import Figure
+
+    from workers.heatmap import COLORMAP
+
+    picked = [next(i for i, c in enumerate(cases) if c.violation == v) for v in VIOLATIONS]
+    columns = 2 + len(maps)
+    fig = Figure(figsize=(1.55 * columns, 1.85 * len(picked)), dpi=90, layout="constrained")
+    axes = fig.subplots(len(picked), columns)
+    for row, k in zip(axes, picked):
+        case = cases[k]
+        grey = np.asarray(case.corrupted.convert("L").convert("RGB"), dtype=np.float32) / 255.0
+        panels = [(case.corrupted, textwrap.fill(case.prompt, 22) + f"\n{case.violation}"),
+                  (case.mask, "violating object")]
+        panels += [(0.55 * grey + 0.45 * COLORMAP(fields[k])[..., :3], f"{name}\n(red = low)") for name, fields in maps.items()]
+        for ax, (picture, title) in zip(row, panels):
+            ax.imshow(picture, interpolation="nearest", cmap="gray" if picture is case.mask else None)
+            ax.set_title(title, fontsize=7)
+            ax.set_axis_off()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
 def figure(cases: list[Case], heatmaps: list[np.ndarray], path: Path, per_type: int = 2) -> None:
     """A grid of examples: faithful scene, corrupted scene, heatmap over it, ground-truth mask."""
     from matplotlib.figure import Figure
@@ -207,27 +271,38 @@ def main() -> None:
     parser.add_argument("--scorer", default=None, help="open_clip ARCH@PRETRAINED (default: the mini preset's)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the tables here as JSON")
     parser.add_argument("--figure", type=Path, default=PROJECT_ROOT / "docs" / "localization.png")
+    parser.add_argument("--methods-figure", type=Path, default=PROJECT_ROOT / "docs" / "localization_methods.png")
+    parser.add_argument("--methods", default=None, help="comma-separated methods (default: all of workers.localize)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
     import torch
 
     from tipai_queue.presets import get_preset
+    from workers.localize import METHODS, check_method
     from workers.scoring import load_scorer
 
     torch.set_num_threads(args.threads)
     scorer = load_scorer(args.scorer or get_preset("mini").scorer, "cpu", PROJECT_ROOT / ".tipai" / "models")
     cases = make_cases(args.n, args.seed)
-    results = {}
-    for name, method in {"grid7": grid_method(scorer)}.items():
-        table, heatmaps = evaluate(method, cases)
+    names = [check_method(name) for name in args.methods.split(",")] if args.methods else list(METHODS)
+    results, maps = {}, {}
+    for name in names:
+        table, maps[name] = evaluate(method_of(scorer, name), cases)
         results[name] = table
         print_table(name, table)
-        if name == "grid7":
-            figure(cases, heatmaps, args.figure)
+        if name == "grid":
+            figure(cases, maps[name], args.figure)
             print(f"figure: {args.figure}")
+    print_side_by_side(results)
+    methods_figure(cases, maps, args.methods_figure)
+    print(f"methods figure: {args.methods_figure}")
+    explanations = explanation_table(scorer, cases)
+    print("\nexplanation correctness (first finding names the phrase and the swapped-in colour or kind):")
+    for name, row in explanations.items():
+        print(f"  {name:<12}{row['correct']:.3f}  (n = {row['n']})")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.json_path).write_text(json.dumps(results | {"explanations": explanations}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

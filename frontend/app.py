@@ -24,6 +24,7 @@ from tipai_queue.settings import Settings, get_settings
 from tipai_queue.submit import ServiceUnavailable, check_services, submit
 from tipai_queue.workers_alive import missing_queues
 from workers.heatmap import COLORMAP, cells_grid, normalise
+from workers.localize import METHODS
 
 POLL_S = 0.5
 # With no row changing for this long, ask the workers whether anyone is still consuming the queues.
@@ -131,7 +132,17 @@ def analysis_outputs(view: ImageView) -> tuple[str, str]:
     """(markdown, grid table) for one image's patch scores."""
     analysis = regions.analyse(view.patch_scores, view.grid)
     weak = {(cell.row, cell.col) for cell in analysis.weakest}
-    return regions.describe(analysis), grid_html(view.patch_scores, view.grid, weak)
+    return explanation_markdown(view) + regions.describe(analysis), grid_html(view.patch_scores, view.grid, weak)
+
+
+def explanation_markdown(view: ImageView) -> str:
+    """The findings in words, above the cell numbers: they say why, the cells only say where."""
+    if view.explanation is None:
+        return ""
+    if not view.explanation:
+        return "**What the scorer sees:** every phrase of the prompt as the prompt says.\n\n"
+    lines = "\n".join(f"- {html.escape(finding['text'])}" for finding in view.explanation)
+    return f"**What the scorer sees instead** (patch map: {view.method}):\n\n{lines}\n\n"
 
 
 def side_title(label: str, view: ImageView) -> str:
@@ -200,7 +211,9 @@ class GeneratePanel:
         return shown
 
 
-def generate(panel: GeneratePanel, prompt: str | None, images: float, seeds: str | None, preset: str, grid: float) -> Iterator[dict]:
+def generate(
+    panel: GeneratePanel, prompt: str | None, images: float, seeds: str | None, preset: str, grid: float, method: str
+) -> Iterator[dict]:
     """Validate, submit, then stream the job's rows until it is finished (pair written, or nothing left to pair)."""
     settings = get_settings()
     seeds = (seeds or "").strip()  # an untouched textbox arrives as None
@@ -211,6 +224,7 @@ def generate(panel: GeneratePanel, prompt: str | None, images: float, seeds: str
             images=None if seeds else int(images),
             seeds=parse_seeds(seeds) if seeds else None,
             grid=int(grid),
+            method=method,
         )
         batch = batch_from_prompts([prompt or ""], options, settings, source="demo")
     except BatchError as exc:
@@ -364,8 +378,9 @@ def build(settings: Settings) -> gr.Blocks:
                             label="Preset",
                         )
                         grid = gr.Slider(2, 16, value=settings.grid, step=1, label="Patch grid (G×G)")
+                        method = gr.Dropdown(choices=list(METHODS), value=settings.method, label="Localization method")
                 panel = GeneratePanel()
-                inputs = [prompt, images, seeds, preset, grid]
+                inputs = [prompt, images, seeds, preset, grid, method]
                 for trigger in (go.click, prompt.submit):
                     trigger(partial(generate, panel), inputs, panel.outputs, concurrency_id="generate")
             with gr.Tab("Browse", id="browse") as browse:

@@ -25,6 +25,8 @@ class ImageView:
     score: float | None
     patch_scores: list[float] | None
     grid: int | None
+    method: str | None = None
+    explanation: list[dict] | None = None  # findings of workers/explain.py, each with its sentence under "text"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def images(job_id: str, prompt_id: str | None = None) -> list[ImageView]:
             score=score.global_score if score else None,
             patch_scores=score.patch_scores if score else None,
             grid=score.grid if score else None,
+            method=score.method if score else None,
+            explanation=score.explanation if score else None,
         )
         for image, score in rows
     ]

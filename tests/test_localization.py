@@ -39,3 +39,15 @@ def test_cases_differ_only_at_the_violating_object():
         if case.violation == "kind_swap":
             continue  # the old object's pixels change too, and they lie outside the new one's mask
         assert changed.any() and not (changed & ~near).any(), case.violation
+
+
+def test_swap_cases_know_the_phrase_and_what_it_was_swapped_to():
+    from sceneworld.vocab import COLOURS, KINDS
+
+    for case in make_cases(16, seed=7):
+        if case.violation in ("colour_swap", "kind_swap"):
+            assert case.phrase in [g.text() for g in parse(case.prompt).groups]
+            assert case.alternative in (COLOURS if case.violation == "colour_swap" else KINDS)
+            assert case.alternative not in case.phrase.split()
+        else:
+            assert case.phrase is None and case.alternative is None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tipai_queue.presets import get_preset
 from tipai_queue.settings import Settings
+from workers.localize import check_method
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # Bidirectional embedding/override/isolate controls reorder how text *displays*; nothing in a prompt needs them.
@@ -48,6 +49,7 @@ class JobOptions:
     steps: int
     guidance: float
     grid: int
+    method: str
     seeds: tuple[int, ...]
 
 
@@ -143,6 +145,7 @@ def build_options(
     steps: int | None = None,
     guidance: float | None = None,
     grid: int | None = None,
+    method: str | None = None,
 ) -> JobOptions:
     errors: list[str] = []
     try:
@@ -180,6 +183,11 @@ def build_options(
     grid = settings.grid if grid is None else grid
     if not 1 <= grid <= 32:
         errors.append(f"grid must be between 1 and 32, got {grid}")
+    method = settings.method if method is None else method
+    try:
+        check_method(method)
+    except ValueError as exc:
+        errors.append(str(exc))
     if errors:
         raise BatchError(errors)
     return JobOptions(
@@ -191,6 +199,7 @@ def build_options(
         steps=steps,
         guidance=float(guidance),
         grid=grid,
+        method=method,
         seeds=tuple(seeds),
     )
 

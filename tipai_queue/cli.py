@@ -59,6 +59,7 @@ Height = Annotated[int | None, typer.Option(help="Image height (multiple of 8)."
 Steps = Annotated[int | None, typer.Option(help="Denoising steps.")]
 Guidance = Annotated[float | None, typer.Option(help="Classifier-free guidance scale.")]
 Grid = Annotated[int | None, typer.Option(help="Patch grid size G (G×G cells). Default 7.")]
+MethodOpt = Annotated[str | None, typer.Option("--method", help="Localization method: grid, occlusion, multiscale, dense, phrases (docs/localization.md). Default TIPAI_METHOD.")]
 Force = Annotated[bool, typer.Option("--force", help="Run again even if this exact batch was submitted before.")]
 Wait = Annotated[bool, typer.Option("--wait", help="Show progress until the job finishes, then a summary.")]
 
@@ -160,6 +161,7 @@ def submit(
     steps: Steps = None,
     guidance: Guidance = None,
     grid: Grid = None,
+    method: MethodOpt = None,
     force: Force = False,
     wait: Wait = False,
 ) -> None:
@@ -167,7 +169,7 @@ def submit(
     settings = get_settings()
     batch = read_batch(
         batch_file, images=images, seeds=seeds, preset=preset, generator=generator, scorer=scorer,
-        width=width, height=height, steps=steps, guidance=guidance, grid=grid,
+        width=width, height=height, steps=steps, guidance=guidance, grid=grid, method=method,
     )
     try:
         result = submit_batch(batch, settings, force=force)
@@ -244,6 +246,28 @@ def reconcile(
         f"jobs enqueued: {report.jobs_enqueued}, images requeued: {report.images_requeued}, "
         f"prompts sent to pairing: {report.prompts_paired}"
     )
+
+
+@app.command()
+def explain(image_id: str) -> None:
+    """Why an image's score is what it is: which region fails which phrase, and what the scorer sees instead."""
+    from tipai_queue.progress import score_of
+
+    try:
+        score = score_of(image_id)
+    except Exception as exc:
+        raise fail(f"database {db.redact(get_settings().database_url)} does not answer ({exc})", EXIT_SERVICE) from None
+    if score is None:
+        raise fail(f"image {image_id!r} has no score yet (unknown, still running, or failed)", EXIT_BAD_INPUT)
+    console.print(f"{image_id}: {score.prompt!r}", highlight=False)
+    console.print(f"cosine {score.global_score:.3f} (score {score.global_score_01:.2f}); patch map: {score.method}, "
+                  f"{score.grid}×{score.grid}", highlight=False)
+    if score.explanation is None:
+        console.print("no explanation stored: this image was scored before explanations existed")
+    elif not score.explanation:
+        console.print("the scorer reads every phrase of the prompt as the prompt says")
+    for finding in score.explanation or []:
+        console.print(f"- {finding['text']}", highlight=False)
 
 
 @app.command()
@@ -371,6 +395,7 @@ def run(
     steps: Steps = None,
     guidance: Guidance = None,
     grid: Grid = None,
+    method: MethodOpt = None,
     force: Force = False,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the stack running afterwards.")] = False,
 ) -> None:
@@ -379,7 +404,7 @@ def run(
     # Validated before anything starts: bad input costs nothing.
     batch = read_batch(
         batch_file, images=images, seeds=seeds, preset=preset, generator=generator, scorer=scorer,
-        width=width, height=height, steps=steps, guidance=guidance, grid=grid,
+        width=width, height=height, steps=steps, guidance=guidance, grid=grid, method=method,
     )
     running = start_stack(flower=keep)
     started = time.monotonic()

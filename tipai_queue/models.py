@@ -54,6 +54,7 @@ class Job(Base):
     steps: Mapped[int] = mapped_column(Integer)
     guidance: Mapped[float] = mapped_column(Float)
     grid: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(32), server_default="grid")  # localization method, workers/localize
     seeds: Mapped[list[int]] = mapped_column(JSON)
     n_prompts: Mapped[int] = mapped_column(Integer)
     n_images: Mapped[int] = mapped_column(Integer)
@@ -115,6 +116,8 @@ class Score(Base):
     patch_scores: Mapped[list[float]] = mapped_column(JSON)  # G*G cosines, row-major, cell 0 top-left
     grid: Mapped[int] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(32))
+    # Findings in words (workers/explain.py): which region fails which phrase, and what the scorer sees instead.
+    explanation: Mapped[list[dict] | None] = mapped_column(JSON)
     scorer: Mapped[str] = mapped_column(Text)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)  # prompt cut to CLIP's 77 tokens
     score_s: Mapped[float | None] = mapped_column(Float)

@@ -109,6 +109,11 @@ def failed_images(job_id: str) -> list[tuple[str, str]]:
         ]
 
 
+def score_of(image_id: str) -> Score | None:
+    with db.session_scope() as session:
+        return session.get(Score, image_id)
+
+
 def recent_jobs(limit: int = 20) -> list[tuple[Job, JobProgress]]:
     with db.session_scope() as session:
         jobs = session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all()

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     preset: str = "tiny"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     grid: int = 7
+    method: str = "phrases"  # localization method of the patch scores (workers/localize, docs/localization.md)
     model_cache_dir: Path | None = None  # where built-in (tiny) models are materialised; default state_dir/models
 
     # Queue behaviour.

@@ -78,6 +78,7 @@ def write_rows(batch: Batch, job_id: str) -> bool:
                 steps=opts.steps,
                 guidance=opts.guidance,
                 grid=opts.grid,
+                method=opts.method,
                 seeds=list(opts.seeds),
                 n_prompts=len(batch.prompts),
                 n_images=batch.n_images,

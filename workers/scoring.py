@@ -78,10 +78,10 @@ class Scorer:
             global_cosine=cosines[0],
             global_01=score_01(cosines[0]),
             patch_cosines=cosines[1:],
-            truncated=self._is_truncated(prompt),
+            truncated=self.is_truncated(prompt),
         )
 
-    def _is_truncated(self, prompt: str) -> bool:
+    def is_truncated(self, prompt: str) -> bool:
         # The context holds start and end tokens around the prompt's BPE tokens.
         return len(self.tokenizer.encode(prompt)) > self.tokenizer.context_length - 2
 

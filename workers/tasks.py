@@ -149,6 +149,7 @@ def generate(self, image_id: str) -> str:
 def score(self, image_id: str) -> str:
     from workers import model_cache
     from workers.devices import pick_device
+    from workers.explain import score_and_explain, to_json
     from workers.scoring import score_01
 
     settings = get_settings()
@@ -164,17 +165,19 @@ def score(self, image_id: str) -> str:
         with PILImage.open(image.path) as handle:
             picture = handle.convert("RGB")
         started = time.perf_counter()
-        result = scorer.score(picture, image.prompt, job.grid)
+        global_cosine, cells, findings = score_and_explain(scorer, picture, image.prompt, job.grid, job.method)
+        score_s = time.perf_counter() - started
         values = {
             "prompt": image.prompt,
-            "global_score": result.global_cosine,
-            "global_score_01": score_01(result.global_cosine),
-            "patch_scores": result.patch_cosines,
+            "global_score": global_cosine,
+            "global_score_01": score_01(global_cosine),
+            "patch_scores": cells.ravel().tolist(),
             "grid": job.grid,
-            "method": "grid",
+            "method": job.method,
+            "explanation": to_json(findings),
             "scorer": job.scorer,
-            "truncated": result.truncated,
-            "score_s": time.perf_counter() - started,
+            "truncated": scorer.is_truncated(image.prompt),
+            "score_s": score_s,
         }
         time.sleep(settings.slow_tasks_s)  # 0 except in fault drills, which need the kill to land here
         with db.session_scope() as session:

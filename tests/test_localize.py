@@ -1,0 +1,161 @@
+"""Localization methods, explanations and their plumbing, on the tiny preset's random-weight CLIP (fast): the maps'
+shapes and costs, occlusion's direction, explanations' form, the migration, and `tipai explain` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from sqlalchemy import text
+
+from tests.helpers import job_id_from, tipai
+from workers import localize
+from workers.claims import claims
+from workers.explain import explain
+from workers.localize.common import encode_images
+from workers.localize.occlusion import occlude
+from workers.regions import cell_name
+from workers.scoring import load_scorer
+
+GRID = 5
+CAPTION = "a red car and a dog on the beach"
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    torch.set_num_threads(1)
+    return load_scorer("tipai-tiny-clip@builtin", "cpu", Path(os.environ["TIPAI_MODEL_CACHE_DIR"]))
+
+
+@pytest.fixture(scope="module")
+def scene() -> Image.Image:
+    """Sky over sand with a red square standing on the sand, left of centre."""
+    image = Image.new("RGB", (64, 64), (120, 170, 230))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 40, 63, 63), fill=(225, 200, 140))
+    draw.rectangle((8, 28, 24, 44), fill=(220, 40, 40))
+    return image
+
+
+@pytest.mark.parametrize("method", localize.METHODS)
+def test_every_method_gives_a_finite_grid_map_and_the_same_global_cosine(scorer, scene, method):
+    global_cosine, cells = localize.score(scorer, scene, CAPTION, GRID, method)
+    assert cells.shape == (GRID, GRID) and np.all(np.isfinite(cells))
+    assert cells.std() > 0  # a constant map would localize nothing
+    reference = scorer.score(scene, CAPTION, GRID).global_cosine
+    assert global_cosine == pytest.approx(reference, abs=1e-4)
+
+
+def test_unknown_method_is_refused(scorer, scene):
+    with pytest.raises(ValueError, match="unknown localization method 'saliency'"):
+        localize.localize(scorer, scene, CAPTION, GRID, "saliency")
+
+
+def test_dense_needs_one_forward_pass_of_one_image(scorer, scene):
+    batches = []
+    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    try:
+        localize.localize(scorer, scene, CAPTION, GRID, "dense")
+    finally:
+        hook.remove()
+    assert batches == [1]
+
+
+def test_occlusion_scores_all_windows_in_one_batch(scorer, scene):
+    batches = []
+    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    try:
+        occluded = occlude(scorer, scene, GRID)
+    finally:
+        hook.remove()
+    assert batches == [1 + len(occluded.windows)]
+
+
+def test_occlusion_points_at_what_contradicts_the_target(scorer):
+    """Target the embedding of the picture without its red square: painting the square out moves the image onto
+    the target, so occlusion must call the square's cell the most contradicting, whatever the weights are."""
+    empty = Image.new("RGB", (64, 64), (120, 170, 230))
+    square = empty.copy()
+    ImageDraw.Draw(square).rectangle((32, 16, 47, 31), fill=(220, 40, 40))  # exactly cell (1, 2) of a 4×4 grid
+    occluded = occlude(scorer, square, 4, sizes=(1, 2))
+    cells = occluded.cells(occluded.deltas(encode_images(scorer, [empty]))[0])
+    assert np.unravel_index(np.argmin(cells), cells.shape) == (1, 2), cells.round(4)
+    assert cells[1, 2] < 0  # removing it raises the score: it contradicts
+
+
+def test_claims_parse_the_scene_grammar_and_split_free_text():
+    said = claims(CAPTION)
+    assert said.phrases == ("a red car", "a dog", "on the beach")
+    aspects = {(e.phrase, e.aspect) for e in said.edits}
+    assert ("a red car", "colour") in aspects and ("a dog", "missing") in aspects and ("a dog", "kind") in aspects
+    assert any(e.alternative == "a blue car" and e.text == "a blue car and a dog on the beach" for e in said.edits)
+    free = claims("a photo of a pink flamingo next to a green umbrella")
+    assert free.phrases == ("a photo of a pink flamingo", "a green umbrella")
+    assert any(e.alternative == "a red umbrella" for e in free.edits)
+
+
+def test_explain_names_regions_and_gives_probabilities(scorer, scene):
+    findings = explain(scorer, scene, CAPTION, GRID)
+    assert findings, "random weights always prefer some alternative reading"
+    names = {cell_name(r, c, GRID) for r in range(GRID) for c in range(GRID)}
+    for finding in findings:
+        assert 0.0 <= finding.probability <= 1.0
+        assert finding.phrase in claims(CAPTION).phrases
+        if finding.aspect == "missing":
+            assert finding.region is None and "missing" in finding.text()
+        elif finding.region is not None:
+            assert finding.region in names and finding.text().startswith(finding.region + ":")
+        assert f"p = {finding.probability:.2f}" in finding.text()
+
+
+@pytest.mark.integration
+def test_migration_adds_the_method_and_explanation_columns(stack_services):
+    from tipai_queue import db
+
+    with db.session_scope() as session:
+        columns = set(session.execute(text(
+            "select table_name || '.' || column_name from information_schema.columns "
+            "where table_name in ('jobs', 'scores')"
+        )).scalars())
+        version = session.execute(text("select version_num from alembic_version")).scalar_one()
+    assert {"jobs.method", "scores.explanation", "scores.method"} <= columns
+    assert version == "0002"
+
+
+@pytest.mark.integration
+def test_tipai_explain_prints_the_stored_findings(workers, tmp_path):
+    from tipai_queue import db
+    from tipai_queue.models import Score
+
+    batch = tmp_path / "prompts.json"
+    batch.write_text(json.dumps([{"id": "car", "prompt": "a red car on the beach"}]))
+    result = tipai("submit", str(batch), "--seeds", "5", "--method", "occlusion", "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    image_id = f"{job_id_from(result.stdout)}_car_5"
+    with db.session_scope() as session:
+        score = session.get(Score, image_id)
+    assert score.method == "occlusion" and isinstance(score.explanation, list)
+
+    shown = tipai("explain", image_id)
+    assert shown.returncode == 0, shown.stderr
+    assert image_id in shown.stdout and "patch map: occlusion, 7×7" in shown.stdout
+    for finding in score.explanation:
+        assert finding["text"] in shown.stdout
+    if not score.explanation:
+        assert "as the prompt says" in shown.stdout
+
+    missing = tipai("explain", "j000000000000_nope_0")
+    assert missing.returncode == 2 and "has no score" in missing.stderr
+
+
+def test_submit_refuses_an_unknown_method_and_enqueues_nothing(stack_services, tmp_path):
+    batch = tmp_path / "prompts.json"
+    batch.write_text(json.dumps(["a red car"]))
+    result = tipai("submit", str(batch), "--method", "saliency")
+    assert result.returncode == 2
+    assert "unknown localization method 'saliency'" in result.stderr

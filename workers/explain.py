@@ -1,0 +1,73 @@
+"""The patch analysis in words: which region fails which phrase of the prompt, and what the scorer sees there
+instead, with a probability ("lower centre: 'a red car' looks like a blue car (p = 0.81)").
+
+Built on the phrases method's judgements (workers/localize/phrases.py). A missing object has no region: it is
+reported as missing, never pinned to whichever cell happens to score lowest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from workers import localize
+from workers.localize.phrases import Analysis, analyse
+from workers.regions import cell_name
+
+
+@dataclass(frozen=True)
+class Finding:
+    phrase: str  # the prompt's phrase that fails ("a red car")
+    aspect: str  # colour, kind, count, missing, extra, relation or background
+    alternative: str  # what the scorer sees instead ("a blue car")
+    probability: float  # the scorer's probability of the alternative among the phrase's readings
+    region: str | None  # where the evidence is ("lower centre"); None for a missing object
+    row: int | None
+    col: int | None
+
+    def text(self) -> str:
+        p = f"(p = {self.probability:.2f})"
+        if self.aspect == "missing":
+            return f"'{self.phrase}' is missing: not found anywhere in the image {p}"
+        where = f"{self.region}: " if self.region else ""
+        if self.aspect == "extra":
+            return f"{where}{self.alternative} that the prompt does not mention {p}"
+        return f"{where}'{self.phrase}' looks like {self.alternative} {p}"
+
+
+def findings(analysis: Analysis, grid: int) -> list[Finding]:
+    """Every phrase the scorer reads differently from the prompt, most confident first."""
+    out = []
+    for judgement in analysis.judgements:
+        if not judgement.preferred:
+            continue
+        row = col = region = None
+        if judgement.edit.aspect != "missing" and judgement.evidence.max() > 0:
+            row, col = (int(k) for k in np.unravel_index(np.argmax(judgement.evidence), judgement.evidence.shape))
+            region = cell_name(row, col, grid)
+        out.append(
+            Finding(judgement.edit.phrase, judgement.edit.aspect, judgement.edit.alternative,
+                    judgement.probability, region, row, col)
+        )
+    return out
+
+
+def explain(scorer, image: Image.Image, prompt: str, grid: int) -> list[Finding]:
+    return findings(analyse(scorer, image, prompt, grid), grid)
+
+
+def score_and_explain(scorer, image: Image.Image, prompt: str, grid: int, method: str):
+    """(global cosine, (grid, grid) map of `method`, findings): what the score task stores. The phrases method's
+    own analysis is the explanation, so it is not computed twice."""
+    analysis = analyse(scorer, image, prompt, grid)
+    if method == "phrases":
+        global_cosine, cells = analysis.global_cosine, analysis.cells()
+    else:
+        global_cosine, cells = localize.score(scorer, image, prompt, grid, method)
+    return global_cosine, cells, findings(analysis, grid)
+
+
+def to_json(found: list[Finding]) -> list[dict]:
+    return [asdict(finding) | {"text": finding.text()} for finding in found]

@@ -1,0 +1,60 @@
+"""Shared pieces of the localization methods: batched CLIP encoding, and moving maps between pixels and grid cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workers.devices import dtype_for
+from workers.scoring import grid_boxes
+
+
+def encode_images(scorer, images: list[Image.Image]) -> torch.Tensor:
+    """Unit-norm image embeddings, (N, D) float32 on the CPU, in one forward pass."""
+    pixels = torch.stack([scorer.preprocess(image.convert("RGB")) for image in images])
+    pixels = pixels.to(scorer.device, dtype_for(scorer.device))
+    with torch.inference_mode():
+        return scorer.model.encode_image(pixels, normalize=True).float().cpu()
+
+
+def encode_texts(scorer, texts: list[str]) -> torch.Tensor:
+    """Unit-norm text embeddings, (N, D) float32 on the CPU."""
+    with torch.inference_mode():
+        return scorer.model.encode_text(scorer.tokenizer(texts).to(scorer.device), normalize=True).float().cpu()
+
+
+def logit_scale(scorer) -> float:
+    """The temperature CLIP was trained with, so softmaxes over its cosines are calibrated like its training loss."""
+    scale = getattr(scorer.model, "logit_scale", None)
+    return float(scale.detach().exp()) if scale is not None else 100.0
+
+
+def pool_to_grid(field: np.ndarray, grid: int) -> np.ndarray:
+    """Average a (H, W) map over the cells of a grid×grid split (the same cells the grid method crops)."""
+    height, width = field.shape
+    cells = [field[top:bottom, left:right].mean() for left, top, right, bottom in grid_boxes(width, height, grid)]
+    return np.asarray(cells, dtype=np.float64).reshape(grid, grid)
+
+
+def cell_windows(grid: int, sizes: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """(row, col, size) of every square window of `size` cells, stride one cell, for each size."""
+    return [(row, col, size) for size in sizes for row in range(grid - size + 1) for col in range(grid - size + 1)]
+
+
+def window_box(window: tuple[int, int, int], width: int, height: int, grid: int) -> tuple[int, int, int, int]:
+    row, col, size = window
+    boxes = grid_boxes(width, height, grid)
+    left, top, _, _ = boxes[row * grid + col]
+    _, _, right, bottom = boxes[(row + size - 1) * grid + col + size - 1]
+    return left, top, right, bottom
+
+
+def windows_to_cells(values: np.ndarray, windows: list[tuple[int, int, int]], grid: int) -> np.ndarray:
+    """Per cell, the mean of the values of the windows covering it (a window's value is shared by its cells)."""
+    total = np.zeros((grid, grid))
+    count = np.zeros((grid, grid))
+    for value, (row, col, size) in zip(values, windows):
+        total[row:row + size, col:col + size] += value
+        count[row:row + size, col:col + size] += 1
+    return total / np.maximum(count, 1)

@@ -1,0 +1,89 @@
+"""Phrases: judge the prompt phrase by phrase against its one-change alternatives, and find where each verdict
+comes from.
+
+For every phrase and aspect (the colour of "a red car", its kind, its count, whether it is there at all, ...) the
+whole image is scored against the prompt and each alternative prompt ("a blue car ...", "a white car ...") and a
+softmax at CLIP's own temperature turns the cosines into the probability of each reading. This is the question
+CLIP answers well (it is trained to tell a caption from its near misses) instead of the question the grid asks of
+each crop ("does this crop look like the whole caption?").
+
+Where: the occluded copies of the occlusion method are scored against the prompt and every alternative in the
+same batch. Painting over the region that holds the evidence for an alternative moves the image back towards the
+prompt, so the evidence map of an alternative is how much occluding each window does so. The method's map is
+the occlusion map of the prompt minus the evidence maps of the alternatives the scorer prefers, weighted by their
+probabilities: low where the image shows something the prompt does not say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workers.claims import Edit, claims
+from workers.localize.common import encode_texts, logit_scale
+from workers.localize.occlusion import occlude
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The most likely alternative reading of one phrase's aspect, and where its evidence is."""
+
+    edit: Edit
+    probability: float  # softmax over the prompt and this aspect's alternatives, at CLIP's temperature
+    prompt_probability: float  # the prompt's own share of the same softmax
+    evidence: np.ndarray  # (G, G): how much painting over each cell moves the image back towards the prompt
+
+    @property
+    def preferred(self) -> bool:
+        return self.probability > self.prompt_probability
+
+
+@dataclass(frozen=True)
+class Analysis:
+    global_cosine: float
+    occlusion: np.ndarray  # (G, G) occlusion map of the prompt itself
+    judgements: tuple[Judgement, ...]
+
+    def cells(self) -> np.ndarray:
+        cells = self.occlusion.copy()
+        for judgement in self.judgements:
+            if judgement.preferred and judgement.edit.aspect != "missing":
+                cells -= judgement.probability * np.maximum(judgement.evidence, 0.0)
+        return cells
+
+
+def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
+    said = claims(prompt)
+    occluded = occlude(scorer, image, grid)
+    texts = [prompt] + [edit.text for edit in said.edits]
+    text_features = encode_texts(scorer, texts)
+    whole = (occluded.embeddings[0] @ text_features.T).numpy()
+    deltas = occluded.deltas(text_features)
+    families: dict[tuple[str, str], list[int]] = {}
+    for index, edit in enumerate(said.edits, start=1):
+        families.setdefault((edit.phrase, edit.aspect), []).append(index)
+    scale = logit_scale(scorer)
+    judgements = []
+    for members in families.values():
+        logits = torch.tensor(scale * whole[[0, *members]], dtype=torch.float64)
+        probabilities = torch.softmax(logits, dim=0).numpy()
+        best = int(np.argmax(probabilities[1:]))
+        index = members[best]
+        judgements.append(
+            Judgement(
+                edit=said.edits[index - 1],
+                probability=float(probabilities[1 + best]),
+                prompt_probability=float(probabilities[0]),
+                evidence=occluded.cells(deltas[index] - deltas[0]),
+            )
+        )
+    judgements.sort(key=lambda j: j.probability - j.prompt_probability, reverse=True)
+    return Analysis(float(whole[0]), occluded.cells(deltas[0]), tuple(judgements))
+
+
+def localize(scorer, image: Image.Image, prompt: str, grid: int) -> tuple[float, np.ndarray]:
+    analysis = analyse(scorer, image, prompt, grid)
+    return analysis.global_cosine, analysis.cells()
