@@ -28,16 +28,23 @@ from tipai_queue import services  # noqa: E402  (settings are read from the envi
 from tipai_queue.stack import private_env  # noqa: E402
 
 
+# Run argv[1:] and print its exit status and its own peak RSS in KiB. The command is spawned from this small
+# wrapper because a child exec'd straight from a large process reports that process's RSS as its own peak
+# (Linux carries the pre-exec high-water mark over).
+PEAK_RSS = (
+    "import os, sys; pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ); "
+    "_, status, usage = os.wait4(pid, 0); print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, file=sys.stderr)"
+)
+
+
 def run_measured(cmd: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS in MB (of this child alone, from wait4), exit status and stdout of a command."""
-    with tempfile.TemporaryFile("w+") as out:
-        started = time.perf_counter()
-        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - started
-        out.seek(0)
-        return wall, usage.ru_maxrss / 1024, process.returncode, out.read()
+    """Wall seconds, peak RSS in MB (of the command alone), exit status and output of a command."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    *output, last = result.stderr.rstrip("\n").split("\n")
+    status, peak_kb = map(int, last.split())
+    return wall, peak_kb / 1024, status, result.stdout + "\n".join(output)
 
 
 def queued(client, queue: str) -> int:

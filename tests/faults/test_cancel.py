@@ -14,13 +14,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_cancel_purges_queued_messages_of_that_job_only(faults):
-    doomed = faults.submit(faults.write_batch("cancel-a", ["a dog", "a cat", "a cow"]), "--seeds", "0,1")
+    first = faults.tipai("submit", str(faults.write_batch("cancel-a", ["a dog", "a cat", "a cow"])), "--seeds", "0,1")
+    doomed = first.stdout.split("job_id=")[1].strip()  # not --force: the resubmission below must find this job
     kept = faults.submit(faults.write_batch("cancel-b", ["a hen"]), "--seeds", "0,1")
     assert len(faults.queued_args()) == 8
 
     result = faults.tipai("cancel", doomed)
     assert result.returncode == 0, result.stderr
-    assert f"job {doomed} cancelled: 6 image(s) left undone, 6 queued message(s) removed" in result.stdout
+    assert f"job {doomed} cancelled: 6 image(s) left undone, 6 queued message(s) removed" in " ".join(result.stdout.split())
     assert sorted(args[0] for args in faults.queued_args()) == [f"{kept}_p01_0", f"{kept}_p01_1"]
     with faults.session() as session:
         assert session.get(Job, doomed).cancelled_at is not None
