@@ -26,6 +26,9 @@ COLORMAP = matplotlib.colormaps["RdYlGn"]
 # the heatmap is smooth and the picture is big enough to see.
 MIN_DISPLAY_SIDE = 384
 
+# What a cell's value is, per localization method (docs/localization.md), for the legend.
+UNITS = {"grid": "cos", "dense": "cos", "multiscale": "z", "occlusion": "Δcos", "phrases": "evidence"}
+
 FIGURE_WIDTH_IN = 4.5
 DPI = 100
 
@@ -68,12 +71,13 @@ def overlay(image: Image.Image, patch_cosines: list[float], grid: int, alpha: fl
     return Image.fromarray(np.round(blended * 255.0).astype(np.uint8), mode="RGB")
 
 
-def legend_labels(cells: np.ndarray | list[float]) -> tuple[str, str]:
-    """Texts for the red and green ends of the legend, with this image's real cosines."""
+def legend_labels(cells: np.ndarray | list[float], unit: str = "cos") -> tuple[str, str]:
+    """Texts for the red and green ends of the legend, with this image's real values (cosines for the grid
+    method; other localization methods' maps have their own units, named by `unit`)."""
     cells = np.asarray(cells, dtype=np.float64)
     return (
-        f"red: disagrees with prompt (cos {cells.min():.3f})",
-        f"green: agrees (cos {cells.max():.3f})",
+        f"red: disagrees with prompt ({unit} {cells.min():.3f})",
+        f"green: agrees ({unit} {cells.max():.3f})",
     )
 
 
@@ -97,6 +101,7 @@ def render_heatmap(
     grid: int,
     title: str | None = None,
     outline_lowest: bool = True,
+    unit: str = "cos",
 ) -> Image.Image:
     """A figure of the heatmap overlay with a legend giving the real cosines at its ends."""
     cells = cells_grid(patch_cosines, grid)
@@ -139,10 +144,10 @@ def render_heatmap(
         pad=0.02,
         aspect=30,
     )
-    low_text, high_text = legend_labels(cells)
+    low_text, high_text = legend_labels(cells, unit)
     colorbar.set_ticks([0.0, 1.0], labels=[low_text, high_text], fontsize=7.5)
     low_label, high_label = colorbar.ax.get_xticklabels()
     low_label.set_horizontalalignment("left")
     high_label.set_horizontalalignment("right")
-    colorbar.set_label("colours scaled to this image's own cosine range", fontsize=7.5)
+    colorbar.set_label(f"colours scaled to this image's own {unit} range", fontsize=7.5)
     return figure_to_image(fig)

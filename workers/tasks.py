@@ -203,10 +203,13 @@ def heatmap(self, image_id: str) -> str:
 
     def work() -> None:
         with db.session_scope() as session:
-            cells = session.get(Score, image_id).patch_scores
+            scored = session.get(Score, image_id)
+            cells, method = scored.patch_scores, scored.method
         target = artifacts.heatmap_path(settings.artifact_root, job.job_id, image_id)
         with PILImage.open(image.path) as handle:
-            figure = heatmaps.render_heatmap(handle.convert("RGB"), cells, job.grid, title=image.prompt)
+            figure = heatmaps.render_heatmap(
+                handle.convert("RGB"), cells, job.grid, title=image.prompt, unit=heatmaps.UNITS.get(method, method)
+            )
         artifacts.save_png(figure, target)
         stage.finish(status=ImageStatus.DONE, heatmap_path=str(target), heatmap_at=now())
 

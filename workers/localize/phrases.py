@@ -10,8 +10,10 @@ each crop ("does this crop look like the whole caption?").
 Where: the occluded copies of the occlusion method are scored against the prompt and every alternative in the
 same batch. Painting over the region that holds the evidence for an alternative moves the image back towards the
 prompt, so the evidence map of an alternative is how much occluding each window does so. The method's map is
-the occlusion map of the prompt minus the evidence maps of the alternatives the scorer prefers, weighted by their
-probabilities: low where the image shows something the prompt does not say.
+minus the evidence maps of the alternatives the scorer prefers to the prompt, weighted by their probabilities:
+low where the image shows something the prompt does not say. When the scorer prefers no alternative, the map is
+the occlusion map of the prompt itself. (Adding the occlusion map to the evidence scored worse on the benchmark:
+removing any object the prompt names, even a wrong one, lowers the score, which hides the wrong one.)
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ class Judgement:
     def preferred(self) -> bool:
         return self.probability > self.prompt_probability
 
+    @property
+    def log_odds(self) -> float:
+        """How strongly the alternative beats the prompt; unlike the probability, it does not shrink with the
+        number of alternatives an aspect has (eleven other kinds, but only one way to be missing)."""
+        return float(np.log(self.probability) - np.log(self.prompt_probability))
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -48,11 +56,10 @@ class Analysis:
     judgements: tuple[Judgement, ...]
 
     def cells(self) -> np.ndarray:
-        cells = self.occlusion.copy()
-        for judgement in self.judgements:
-            if judgement.preferred and judgement.edit.aspect != "missing":
-                cells -= judgement.probability * np.maximum(judgement.evidence, 0.0)
-        return cells
+        preferred = [j for j in self.judgements if j.preferred and j.edit.aspect != "missing"]
+        if not preferred:
+            return self.occlusion.copy()
+        return -sum(j.probability * np.maximum(j.evidence, 0.0) for j in preferred)
 
 
 def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
@@ -80,7 +87,7 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
                 evidence=occluded.cells(deltas[index] - deltas[0]),
             )
         )
-    judgements.sort(key=lambda j: j.probability - j.prompt_probability, reverse=True)
+    judgements.sort(key=lambda j: j.log_odds, reverse=True)
     return Analysis(float(whole[0]), occluded.cells(deltas[0]), tuple(judgements))
 
 
