@@ -93,8 +93,7 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
     """Train what ``only`` names ("clip", "sd") or both, then measure; metrics are merged into metrics.json."""
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
-    metrics_file = out / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics: dict = {}
     if only in (None, "clip"):
         metrics.update(train_clip(budget, out, log))
     if only in (None, "sd"):
@@ -102,5 +101,8 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
     if clip_checkpoint(out).is_file() and sd_folder(out).is_dir():
         metrics.update(evaluate_sd(out, geneval_seeds, log))
     metrics["budget"] = asdict(budget)
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    # Read only now: a clip run and an sd run may go in parallel, and the later must keep the earlier's numbers.
+    metrics_file = out / "metrics.json"
+    merged = (json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}) | metrics
+    metrics_file.write_text(json.dumps(merged, indent=2) + "\n")
+    return merged
