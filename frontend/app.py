@@ -141,7 +141,7 @@ def explanation_markdown(view: ImageView) -> str:
         return ""
     if not view.explanation:
         return "**What the scorer sees:** every phrase of the prompt as the prompt says.\n\n"
-    lines = "\n".join(f"- {html.escape(finding['text'])}" for finding in view.explanation)
+    lines = "\n".join(f"- {html.escape(finding['text'], quote=False)}" for finding in view.explanation)
     return f"**What the scorer sees instead** (patch map: {view.method}):\n\n{lines}\n\n"
 
 

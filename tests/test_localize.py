@@ -159,3 +159,16 @@ def test_submit_refuses_an_unknown_method_and_enqueues_nothing(stack_services, t
     result = tipai("submit", str(batch), "--method", "saliency")
     assert result.returncode == 2
     assert "unknown localization method 'saliency'" in result.stderr
+
+
+def test_demo_panel_shows_the_findings_above_the_cells():
+    from frontend.app import analysis_outputs
+    from frontend.queries import ImageView
+
+    finding = {"text": "lower centre: 'a red car' looks like a blue car (p = 0.81)"}
+    view = ImageView("i", "p", 0, "done", None, None, None, 0.2, [0.1] * 49, 7, "phrases", [finding])
+    markdown, _ = analysis_outputs(view)
+    assert markdown.index("'a red car' looks like a blue car (p = 0.81)") < markdown.index("Weakest region")
+    assert "patch map: phrases" in markdown
+    older = ImageView("i", "p", 0, "done", None, None, None, 0.2, [0.1] * 49, 7, "grid", None)
+    assert analysis_outputs(older)[0].startswith("**Weakest region")
