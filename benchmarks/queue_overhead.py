@@ -1,7 +1,7 @@
 """Queue overhead: the same images through the queue and through a plain in-process loop, side by side.
 
-Both do the same work per image with the same models: generate, score on the G×G grid, draw the heatmap, write
-the PNGs; and per prompt pick the pair and draw the comparison. Both are warmed up first (models loaded), so the
+Both do the same work per image with the same models: generate, score with the job's localization method and
+explain, draw the heatmap, write the PNGs; and per prompt pick the pair and draw the comparison. Both are warmed up first (models loaded), so the
 ratio measures what the queue costs: broker round trips, database writes, process hand-offs.
 
     python -m benchmarks.queue_overhead --prompts 10 --images 4 --json results.json
@@ -38,6 +38,7 @@ def direct_loop(settings, texts: list[str], images: int) -> float:
     from tipai_queue.presets import get_preset
     from workers import heatmap, model_cache, pairing
     from workers.devices import pick_device
+    from workers.explain import score_and_explain
 
     options = build_options(settings, images=images)
     preset = get_preset(options.preset)
@@ -52,18 +53,18 @@ def direct_loop(settings, texts: list[str], images: int) -> float:
         for seed in options.seeds:
             [picture] = generator.generate(text, [seed], options.width, options.height, options.steps, options.guidance)
             artifacts.save_png(picture, artifacts.image_path(root, "direct", prompt_id, seed))
-            result = scorer.score(picture, text, options.grid)
+            global_cosine, cells, _ = score_and_explain(scorer, picture, text, options.grid, options.method)
             image_id = f"direct_{prompt_id}_{seed}"
-            figure = heatmap.render_heatmap(picture, result.patch_cosines, options.grid, title=text)
+            figure = heatmap.render_heatmap(picture, cells.ravel().tolist(), options.grid, title=text)
             artifacts.save_png(figure, artifacts.heatmap_path(root, "direct", image_id))
-            shown[image_id] = (seed, result, picture)
+            shown[image_id] = (seed, global_cosine, cells.ravel().tolist(), picture)
         chosen, rejected = pairing.choose_pair(
-            [pairing.Candidate(i, seed, r.global_cosine) for i, (seed, r, _) in shown.items()]
+            [pairing.Candidate(i, seed, cosine) for i, (seed, cosine, _, _) in shown.items()]
         )
 
         def panel(candidate):
-            _, result, picture = shown[candidate.image_id]
-            return picture, heatmap.overlay(picture, result.patch_cosines, options.grid), result.global_cosine
+            _, cosine, cells, picture = shown[candidate.image_id]
+            return picture, heatmap.overlay(picture, cells, options.grid), cosine
 
         comparison = pairing.render_comparison(text, panel(chosen), panel(rejected))
         artifacts.save_png(comparison, artifacts.comparison_path(root, "direct", prompt_id))
