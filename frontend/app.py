@@ -66,8 +66,9 @@ def _error_box(text: str, kind: str = "error") -> str:
 
 
 def _clean_batch_errors(exc: BatchError) -> str:
-    # The page submits one prompt, so the batch's "prompt 1 (p01):" prefix only gets in the way.
-    return "; ".join(re.sub(r"^prompt 1( \([^)]*\))?: ", "", error) for error in exc.errors)
+    # The page submits one prompt, so the batch's "prompt 1 (p01):" prefix only gets in the way, and it has a
+    # Seeds box, not the CLI's --seeds option.
+    return "; ".join(re.sub(r"^(prompt 1( \([^)]*\))?: |--)", "", error) for error in exc.errors)
 
 
 def status_html(job_id: str, views: list[ImageView], paired: bool, note: str = "") -> str:
@@ -218,6 +219,11 @@ def generate(
     settings = get_settings()
     seeds = (seeds or "").strip()  # an untouched textbox arrives as None
     try:
+        # A slider's step is not enforced on what an API client sends; 2.5 would silently become 2 images.
+        whole = {"grid": grid} | ({} if seeds else {"images per prompt": images})
+        if fractional := [f"{name} must be a whole number, got {value}" for name, value in whole.items()
+                          if not float(value).is_integer()]:
+            raise BatchError(fractional)
         options = build_options(
             settings,
             preset=preset,
