@@ -33,6 +33,14 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def read_database(query, *args):
+    """Run a read for a command; a database that does not answer ends the command with its (redacted) URL."""
+    try:
+        return query(*args)
+    except Exception as exc:  # any driver error means the same thing to the user here
+        raise fail(f"database {db.redact(get_settings().database_url)} does not answer ({exc})", EXIT_SERVICE) from None
+
+
 def parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -198,10 +206,7 @@ def status(
     errors: Annotated[bool, typer.Option("--errors", help="List failed images and why.")] = False,
 ) -> None:
     """Progress and summary of a job submitted earlier."""
-    try:
-        state = job_progress(job_id)
-    except Exception as exc:
-        raise fail(f"database {db.redact(get_settings().database_url)} does not answer ({exc})", EXIT_SERVICE) from None
+    state = read_database(job_progress, job_id)
     if state is None:
         raise fail(f"no job {job_id!r}", EXIT_BAD_INPUT)
     if wait:
@@ -253,10 +258,7 @@ def explain(image_id: str) -> None:
     """Why an image's score is what it is: which region fails which phrase, and what the scorer sees instead."""
     from tipai_queue.progress import score_of
 
-    try:
-        score = score_of(image_id)
-    except Exception as exc:
-        raise fail(f"database {db.redact(get_settings().database_url)} does not answer ({exc})", EXIT_SERVICE) from None
+    score = read_database(score_of, image_id)
     if score is None:
         raise fail(f"image {image_id!r} has no score yet (unknown, still running, or failed)", EXIT_BAD_INPUT)
     console.print(f"{image_id}: {score.prompt!r}", highlight=False)
