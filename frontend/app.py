@@ -387,8 +387,11 @@ def build(settings: Settings) -> gr.Blocks:
                         method = gr.Dropdown(choices=list(METHODS), value=settings.method, label="Localization method")
                 panel = GeneratePanel()
                 inputs = [prompt, images, seeds, preset, grid, method]
-                for trigger in (go.click, prompt.submit):
-                    trigger(partial(generate, panel), inputs, panel.outputs, concurrency_id="generate")
+                # One named endpoint for the button and Enter, so API clients (and the load benchmark) call /generate.
+                gr.on(
+                    [go.click, prompt.submit], partial(generate, panel), inputs, panel.outputs,
+                    api_name="generate",
+                )
             with gr.Tab("Browse", id="browse") as browse:
                 with gr.Row():
                     job_filter = gr.Dropdown(label="Job", choices=[("all jobs", ALL)], value=ALL, scale=3)

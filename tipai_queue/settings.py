@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     demo_host: str = "127.0.0.1"
     demo_port: int = 7860
     demo_auth: SecretStr | None = None  # "user:password"; unset leaves the page open to whoever reaches the port
-    demo_concurrency: int = Field(default=8, ge=1)  # browser sessions streaming progress at once; more wait in line
+    # Browser sessions followed at once; more wait in line without their job even submitted. A session is a thread
+    # that mostly sleeps between polls, so this is cheap; it stays under Gradio's 40 threads to leave room for Browse.
+    demo_concurrency: int = Field(default=32, ge=1)
 
     worker_concurrency_cpu: int = Field(default=2, ge=1)
 
