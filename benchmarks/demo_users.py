@@ -180,7 +180,6 @@ def main() -> None:
             f"{'yes' if page_ok else 'NO':>13}  {problems[prompt] or 'ok'}"
         )
         if not page_ok:
-            print("DEBUG", repr(final)[:1500], [repr(o)[:300] for o in jobs[n].outputs()[-3:]])
             problems[prompt] += " page did not show the finished job"
     firsts = [times[p].get("first_image_s", float("inf")) for p in prompts]
     fulls = [times[p].get("full_result_s", float("inf")) for p in prompts]

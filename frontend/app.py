@@ -256,9 +256,11 @@ def generate(
     started = last_change = last_check = time.monotonic()
     note, snapshot = "", None
     while True:
+        # The state first: rows only ever get added, so a finished state guarantees the reads after it see the pair
+        # (read the other way round, a pair written in between showed as "finished without a pair").
+        state = job_progress(job_id)
         views = queries.images(job_id)
         pair = queries.pair(job_id, prompt_id)
-        state = job_progress(job_id)
         now = time.monotonic()
         current = (tuple((v.status, v.score, v.path, v.heatmap_path) for v in views), pair is not None)
         if current != snapshot:
