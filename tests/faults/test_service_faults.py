@@ -95,7 +95,12 @@ def test_postgres_restart_mid_job(faults, recovery_times):
     wait_for_running(faults, job, ImageStatus.GENERATING)
     began = time.monotonic()
     services.stop_postgres(faults.state)
-    time.sleep(OUTAGE_S)  # long enough for the running task to reach its next write and find no database
+    time.sleep(OUTAGE_S)
+    # Keep it down until a task has felt the outage and scheduled a retry: on a loaded machine a fixed pause can end
+    # before the running task reaches its next write.
+    faults.wait_until(
+        lambda: any("Retry in" in faults.log(name) for name in ("gen0", "cpu")), 60, "a task retrying during the outage"
+    )
     services.start_postgres(faults.state, faults.pg_port)
     back = time.monotonic()
     faults.engine.dispose()

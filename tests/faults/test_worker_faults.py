@@ -70,7 +70,8 @@ def test_whole_worker_killed_comes_back_after_the_visibility_timeout(faults, rec
         [image] = [i for i in faults.images(job) if i.image_id == victim.image_id]
         return image.attempts == 2
 
-    redelivered = faults.wait_until(back, visibility + 60, f"{victim.image_id} redelivered") + restarted
+    # kombu restores expired unacked messages 10 s after a worker starts and then every 100 s, so allow a full cycle.
+    redelivered = faults.wait_until(back, visibility + 130, f"{victim.image_id} redelivered") + restarted
     faults.wait_until(lambda: faults.finished(job, 1), 90, "job finished")
     recovered = time.monotonic() - killed
     faults.assert_complete(job, ["cat"], SEEDS)
