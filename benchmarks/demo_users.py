@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -131,6 +132,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--json", metavar="FILE", help="Also write the results here.")
     args = parser.parse_args()
+    # Stopped from outside, still stop the demo, the workers and the services (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     isolate("tiny")
     from gradio_client import Client
 
