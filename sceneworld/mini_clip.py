@@ -36,6 +36,11 @@ def create(seed: int) -> torch.nn.Module:
         return open_clip.create_model(ARCH, pretrained=None)
 
 
+def load(path: Path) -> torch.nn.Module:
+    register_model_configs()
+    return open_clip.create_model(ARCH, pretrained=str(path)).eval()
+
+
 def _loss(model, images: torch.Tensor, tokens: torch.Tensor, texts: list[str], batch: int) -> torch.Tensor:
     image_features = model.encode_image(images, normalize=True)
     text_features = model.encode_text(tokens, normalize=True)

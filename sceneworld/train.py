@@ -24,15 +24,15 @@ GENEVAL_SEEDS = 4  # images per mini prompt, seeds 0..N-1
 @dataclass(frozen=True)
 class Budget:
     scenes: int = 30_000
-    clip_steps: int = 1000
-    clip_batch: int = 64
+    clip_steps: int = 3500
+    clip_batch: int = 128
     clip_negatives: int = 3
     clip_lr: float = 1e-3
-    vae_steps: int = 150
+    vae_steps: int = 500
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    unet_steps: int = 900
-    unet_batch: int = 32
+    unet_steps: int = 3500
+    unet_batch: int = 64
     unet_lr: float = 1e-3
     seed: int = 0
 
@@ -61,8 +61,11 @@ def train_sd(budget: Budget, out: Path, log: Callable[[str], None]) -> dict:
     started = time.monotonic()
     data = render_set(budget.scenes, TRAIN_SEED)
     log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
-    tok = mini_sd.tokenizer()
-    vae, unet, text_encoder = mini_sd.create(budget.seed, tok)
+    if not clip_checkpoint(out).is_file():
+        raise FileNotFoundError(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
+                                "text tower, so train the CLIP first (tipai mini train --only clip)")
+    clip = mini_clip.load(clip_checkpoint(out))
+    vae, unet, text_encoder, tok = mini_sd.create(budget.seed, clip)
     mini_sd.train_vae(vae, data, budget.vae_steps, budget.vae_batch, budget.vae_lr, budget.seed, log)
     latents = mini_sd.encode_all(vae, data)
     mini_sd.train_unet(

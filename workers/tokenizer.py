@@ -33,13 +33,14 @@ def _vocab(merges: list[str]) -> dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
-def write_clip_tokenizer(folder: Path) -> None:
-    """Write vocab.json, merges.txt and configs so ``CLIPTokenizer.from_pretrained(folder)`` loads."""
+def write_clip_tokenizer(folder: Path, context_length: int = CONTEXT_LENGTH) -> None:
+    """Write vocab.json, merges.txt and configs so ``CLIPTokenizer.from_pretrained(folder)`` loads; pipelines pad
+    prompts to ``context_length`` tokens, which must match the text encoder's position embeddings."""
     folder.mkdir(parents=True, exist_ok=True)
     merges = _merges()
     (folder / "vocab.json").write_text(json.dumps(_vocab(merges), ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     specials = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
     (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2), encoding="utf-8")
-    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": CONTEXT_LENGTH, **specials}
+    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": context_length, **specials}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
