@@ -29,10 +29,10 @@ import numpy as np
 from PIL import Image
 
 from sceneworld.captions import Caption, Group
-from sceneworld.icons import ASPECT
+from sceneworld.counterfactual import kind_swapped, other, with_thing
 from sceneworld.layout import layout
 from sceneworld.sampling import random_caption, stated
-from sceneworld.scene import Scene, render
+from sceneworld.scene import render
 from sceneworld.vocab import COLOURS, KINDS, PLURALS
 from workers.heatmap import normalise, upsample
 
@@ -53,17 +53,6 @@ class Case:
     alternative: str | None = None  # ... and the colour or kind it was swapped to
 
 
-def _other(rng: np.random.Generator, options, exclude) -> str:
-    choices = [option for option in options if option not in exclude]
-    return str(choices[int(rng.integers(len(choices)))])
-
-
-def _swap(scene: Scene, index: int, **change) -> Scene:
-    things = list(scene.things)
-    things[index] = replace(things[index], **change)
-    return replace(scene, things=tuple(things))
-
-
 def make_case(violation: str, rng: np.random.Generator) -> Case:
     if violation == "colour_swap":
         full = random_caption(rng, str(rng.choice(["attribute_binding", "composition", "counting"])))
@@ -71,7 +60,7 @@ def make_case(violation: str, rng: np.random.Generator) -> Case:
         placed = layout(full, rng)
         scene = placed.scene
         victim = int(rng.integers(len(scene.things)))
-        corrupted = _swap(scene, victim, colour=_other(rng, COLOURS, [scene.things[victim].colour]))
+        corrupted = with_thing(scene, victim, colour=other(rng, COLOURS, [scene.things[victim].colour]))
         truth = (caption.groups[placed.owners[victim]].text(), corrupted.things[victim].colour)
     elif violation == "kind_swap":
         category = str(rng.choice(["object_presence", "attribute_binding", "counting", "spatial_relations"]))
@@ -80,11 +69,8 @@ def make_case(violation: str, rng: np.random.Generator) -> Case:
         placed = layout(full, rng)
         scene = placed.scene
         victim = int(rng.integers(len(scene.things)))
-        thing = scene.things[victim]
-        kind = _other(rng, KINDS, [g.kind for g in full.groups])
-        # Same footprint width, so the new object does not spill onto its neighbours.
-        height = min(thing.width / ASPECT[kind], thing.height * 1.3, thing.bottom - 0.02)
-        corrupted = _swap(scene, victim, kind=kind, height=height)
+        kind = other(rng, KINDS, [g.kind for g in full.groups])
+        corrupted = kind_swapped(scene, victim, kind)
         truth = (caption.groups[placed.owners[victim]].text(), kind)
     elif violation in ("extra_object", "extra_instance"):
         category = "counting" if violation == "extra_instance" else str(
@@ -94,7 +80,7 @@ def make_case(violation: str, rng: np.random.Generator) -> Case:
             full = replace(full, groups=(replace(full.groups[0], count=int(rng.integers(1, 5))),) + full.groups[1:])
             extra = full.groups[0]
         else:
-            extra = Group(_other(rng, KINDS, [g.kind for g in full.groups]), _other(rng, COLOURS, []))
+            extra = Group(other(rng, KINDS, [g.kind for g in full.groups]), other(rng, COLOURS, []))
         caption = stated(full, rng, category)
         placed = layout(full, rng, extra=Group(extra.kind, extra.colour))
         corrupted = placed.scene

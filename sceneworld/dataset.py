@@ -28,3 +28,12 @@ def render_set(n: int, seed: int, size: int = IMAGE_SIZE) -> SceneSet:
     samples = [sample(rng) for _ in range(n)]
     pixels = np.stack([np.asarray(render(s.layout.scene, size).image) for s in samples])
     return SceneSet(samples, torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())
+
+
+def render_counterfactuals(data: SceneSet, seed: int, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """For each scene, one scene one object away of which its caption is false, (N, 3, H, W) uint8."""
+    from sceneworld.counterfactual import violating
+
+    rng = np.random.default_rng(seed)
+    pixels = np.stack([np.asarray(render(violating(s, rng), size).image) for s in data.samples])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()

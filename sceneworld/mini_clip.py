@@ -41,7 +41,12 @@ def load(path: Path) -> torch.nn.Module:
     return open_clip.create_model(ARCH, pretrained=str(path)).eval()
 
 
-def _loss(model, images: torch.Tensor, tokens: torch.Tensor, texts: list[str], batch: int) -> torch.Tensor:
+def _loss(
+    model, images: torch.Tensor, tokens: torch.Tensor, texts: list[str], batch: int,
+    negative_images: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric contrastive loss. Each image also competes against its captions' hard negatives; with
+    ``negative_images`` (one per caption, of which it is false) each caption also competes against them."""
     image_features = model.encode_image(images, normalize=True)
     text_features = model.encode_text(tokens, normalize=True)
     scale = model.logit_scale.exp()
@@ -52,16 +57,19 @@ def _loss(model, images: torch.Tensor, tokens: torch.Tensor, texts: list[str], b
     per_image = scale * image_features @ text_features.T  # positives first, then every image's hard negatives
     per_image[:, :batch] = per_image[:, :batch].masked_fill(duplicate, -1e4)
     per_text = (scale * text_features[:batch] @ image_features.T).masked_fill(duplicate, -1e4)
+    if negative_images is not None:
+        per_text = torch.cat([per_text, scale * text_features[:batch] @ model.encode_image(negative_images,
+                                                                                            normalize=True).T], 1)
     target = torch.arange(batch)
     return (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target)) / 2
 
 
-def train(
-    data: SceneSet, steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None]
+def _fit(
+    model: torch.nn.Module, params: list[torch.nn.Parameter], data: SceneSet, counterfactuals: torch.Tensor | None,
+    steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None], name: str,
 ) -> torch.nn.Module:
-    model = create(seed)
     tokenizer = open_clip.get_tokenizer(ARCH)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
@@ -75,7 +83,8 @@ def train(
         chosen = [data.samples[i] for i in index.tolist()]
         texts = [s.caption.text() for s in chosen]
         texts += [n.text() for s in chosen for n in hard_negatives(s.caption, s.full, rng, negatives)]
-        loss = _loss(model, normalise_pixels(data.pixels[index]), tokenizer(texts), texts, batch)
+        negative_images = None if counterfactuals is None else normalise_pixels(counterfactuals[index])
+        loss = _loss(model, normalise_pixels(data.pixels[index]), tokenizer(texts), texts, batch, negative_images)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -83,8 +92,33 @@ def train(
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % 50 == 0 or step == steps - 1:
-            log(f"clip step {step + 1}/{steps} loss {loss.item():.3f} ({time.monotonic() - started:.0f} s)")
+            log(f"{name} step {step + 1}/{steps} loss {loss.item():.3f} ({time.monotonic() - started:.0f} s)")
     model.eval()
+    return model
+
+
+def train(
+    data: SceneSet, steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None]
+) -> torch.nn.Module:
+    """Stage 1: both towers from scratch, hard negative captions."""
+    model = create(seed)
+    return _fit(model, list(model.parameters()), data, None, steps, batch, negatives, lr, seed, log, "clip")
+
+
+def tune_vision(
+    model: torch.nn.Module, data: SceneSet, counterfactuals: torch.Tensor, steps: int, batch: int, negatives: int,
+    lr: float, seed: int, log: Callable[[str], None],
+) -> torch.nn.Module:
+    """Stage 2: the image tower alone learns to rank a caption's own scene above the scene one object away
+    (``counterfactuals[i]`` is false of caption i). Captions alone never teach that direction: a batch's other
+    images differ in everything. The text tower stays as it is, so the mini SD, which reads prompts with it, is
+    unaffected."""
+    text = {id(p) for p in model.parameters()} - {id(p) for p in model.visual.parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) not in text or parameter is model.logit_scale)
+    params = [p for p in model.parameters() if p.requires_grad]
+    _fit(model, params, data, counterfactuals, steps, batch, negatives, lr, seed, log, "clip vision")
+    model.requires_grad_(True)
     return model
 
 

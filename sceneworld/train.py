@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from sceneworld import mini_clip, mini_sd
-from sceneworld.dataset import render_set
+from sceneworld.dataset import SceneSet, render_counterfactuals, render_set
 from sceneworld.paths import MINI_DIR, PROMPTS, clip_checkpoint, sd_folder
 
 # Seeds of the training scenes and of the held-out scenes the metrics are measured on: never the same.
@@ -28,6 +28,8 @@ class Budget:
     clip_batch: int = 128
     clip_negatives: int = 3
     clip_lr: float = 1e-3
+    clip_vision_steps: int = 800
+    clip_vision_lr: float = 3e-4
     vae_steps: int = 500
     vae_batch: int = 16
     vae_lr: float = 1e-3
@@ -38,10 +40,6 @@ class Budget:
 
 
 def train_clip(budget: Budget, out: Path, log: Callable[[str], None]) -> dict:
-    from workers.scoring import load_scorer
-
-    from sceneworld.zeroshot import heldout_accuracy
-
     started = time.monotonic()
     data = render_set(budget.scenes, TRAIN_SEED)
     log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
@@ -49,12 +47,32 @@ def train_clip(budget: Budget, out: Path, log: Callable[[str], None]) -> dict:
         data, budget.clip_steps, budget.clip_batch, budget.clip_negatives, budget.clip_lr, budget.seed, log
     )
     mini_clip.save(model, clip_checkpoint(out))
-    seconds = time.monotonic() - started
+    tune_clip_vision(budget, out, data, log)
+    return {"clip_train_seconds": round(time.monotonic() - started)} | measure_clip(out, log)
+
+
+def tune_clip_vision(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> None:
+    """Stage 2 starts from the saved stage-1 file, so it is the same whether run straight on or resumed."""
+    started = time.monotonic()
+    counterfactuals = render_counterfactuals(data, TRAIN_SEED)
+    log(f"rendered {len(counterfactuals)} counterfactual scenes in {time.monotonic() - started:.0f} s")
+    model = mini_clip.tune_vision(
+        mini_clip.load(clip_checkpoint(out)), data, counterfactuals, budget.clip_vision_steps, budget.clip_batch,
+        budget.clip_negatives, budget.clip_vision_lr, budget.seed, log,
+    )
+    mini_clip.save(model, clip_checkpoint(out))
+
+
+def measure_clip(out: Path, log: Callable[[str], None]) -> dict:
+    from workers.scoring import load_scorer
+
+    from sceneworld.zeroshot import heldout_accuracy
+
     # Measured through the loader the workers use, from the file just written.
     scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", "cpu", out)
     accuracy = heldout_accuracy(scorer, per_aspect=200, seed=HELDOUT_SEED)
     log(f"mini CLIP zero-shot accuracy on held-out scenes: {json.dumps(accuracy)}")
-    return {"clip_train_seconds": round(seconds), "clip_zero_shot": accuracy}
+    return {"clip_zero_shot": accuracy}
 
 
 def train_sd(budget: Budget, out: Path, log: Callable[[str], None]) -> dict:

@@ -78,3 +78,36 @@ def test_mini_prompts_are_in_the_grammar():
 def test_text_outside_the_grammar_is_refused():
     with pytest.raises(ValueError, match="not a caption"):
         parse("an astronaut riding a horse")
+
+
+def test_counterfactual_scenes_change_one_object_so_the_caption_is_false():
+    from collections import Counter
+
+    from sceneworld.counterfactual import violating
+
+    rng = np.random.default_rng(3)
+    seen = Counter()
+    for _ in range(300):
+        s = sample(rng)
+        before, after = s.layout.scene.things, violating(s, rng).things
+        said_kinds = {g.kind for g in s.caption.groups}
+        if len(after) == len(before) + 1:
+            seen["added"] += 1  # an unmentioned kind, or one instance beyond a group's count
+            assert s.caption.relation is None
+            counts = Counter(t.kind for t in after)
+            assert any(counts[g.kind] > g.count for g in s.full.groups) or set(counts) - said_kinds
+        elif len(after) == len(before) - 1:
+            seen["removed"] += 1
+            assert s.caption.relation is None
+        else:
+            changed = [(a, b) for a, b in zip(before, after) if a != b]
+            assert len(changed) == 1, changed
+            (old, new), = changed
+            owner = s.caption.groups[s.layout.owners[before.index(old)]]
+            if new.kind != old.kind:
+                seen["kind"] += 1
+                assert new.kind not in said_kinds
+            else:
+                seen["colour"] += 1
+                assert owner.colour is not None and new.colour != owner.colour
+    assert set(seen) == {"added", "removed", "kind", "colour"} and min(seen.values()) >= 20, seen
