@@ -21,6 +21,9 @@ def train(
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
     scenes: Annotated[int | None, typer.Option(help="Rendered training scenes.")] = _DEFAULT,
     clip_steps: Annotated[int | None, typer.Option(help="Mini CLIP optimiser steps.")] = _DEFAULT,
+    clip_vision_steps: Annotated[
+        int | None, typer.Option(help="Mini CLIP stage-2 steps (image tower, hard negative images).")
+    ] = _DEFAULT,
     vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
     unet_steps: Annotated[int | None, typer.Option(help="UNet + text encoder optimiser steps.")] = _DEFAULT,
     geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
@@ -33,7 +36,8 @@ def train(
     if only not in (None, "clip", "sd"):
         typer.echo(f"error: --only must be clip or sd, not {only!r}", err=True)
         raise typer.Exit(2)
-    overrides = {"scenes": scenes, "clip_steps": clip_steps, "vae_steps": vae_steps, "unet_steps": unet_steps}
+    overrides = {"scenes": scenes, "clip_steps": clip_steps, "clip_vision_steps": clip_vision_steps,
+                 "vae_steps": vae_steps, "unet_steps": unet_steps}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.
