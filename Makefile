@@ -1,4 +1,5 @@
-# Two entry points a new user needs: `make run` (the 20-prompt batch through the queue) and `make test`.
+# Two entry points a new user needs: `make run` (the 20 mini prompts x 4 seeds through the queue, on the mini
+# models that run on any CPU) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,7 +25,7 @@ services-deps:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql; }
 
 run: install
-	$(BIN)/tipai run data/prompts.json
+	$(BIN)/tipai run data/prompts_mini.json --preset mini
 
 test: install
 	$(BIN)/python -m pytest

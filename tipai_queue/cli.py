@@ -59,7 +59,7 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 Images = Annotated[int | None, typer.Option("--images", "-n", help="Images per prompt (seeds 0..N-1). Default 4.")]
 Seeds = Annotated[str | None, typer.Option(help="Explicit seeds, e.g. '0,1,2,3' or '0-3'.")]
-PresetOpt = Annotated[str | None, typer.Option(help="Model preset: tiny, sd-turbo, sdxl. Default TIPAI_PRESET.")]
+PresetOpt = Annotated[str | None, typer.Option(help="Model preset: mini, tiny, sd-turbo, sdxl. Default TIPAI_PRESET (mini).")]
 GeneratorOpt = Annotated[str | None, typer.Option(help="Diffusers model id or local folder (overrides the preset).")]
 ScorerOpt = Annotated[str | None, typer.Option(help="open_clip ARCH@PRETRAINED, PRETRAINED a tag or file.")]
 Width = Annotated[int | None, typer.Option(help="Image width (multiple of 8).")]

@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     state_dir: Path = PROJECT_ROOT / ".tipai"
 
     # Models.
-    preset: str = "tiny"
+    # mini: the committed scene-world models, which run on any CPU and draw what they are asked; sd-turbo or
+    # sdxl on GPUs (docker-compose.yml sets sd-turbo).
+    preset: str = "mini"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     grid: int = 7
     method: str = "phrases"  # localization method of the patch scores (workers/localize, docs/localization.md)
