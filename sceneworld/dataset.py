@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sceneworld.counterfactual import violating
 from sceneworld.sampling import Sample, sample
 from sceneworld.scene import render
 
@@ -32,8 +33,6 @@ def render_set(n: int, seed: int, size: int = IMAGE_SIZE) -> SceneSet:
 
 def render_counterfactuals(data: SceneSet, seed: int, size: int = IMAGE_SIZE) -> torch.Tensor:
     """For each scene, one scene one object away of which its caption is false, (N, 3, H, W) uint8."""
-    from sceneworld.counterfactual import violating
-
     rng = np.random.default_rng(seed)
     pixels = np.stack([np.asarray(render(violating(s, rng), size).image) for s in data.samples])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()

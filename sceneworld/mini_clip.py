@@ -113,10 +113,10 @@ def tune_vision(
     (``counterfactuals[i]`` is false of caption i). Captions alone never teach that direction: a batch's other
     images differ in everything. The text tower stays as it is, so the mini SD, which reads prompts with it, is
     unaffected."""
-    text = {id(p) for p in model.parameters()} - {id(p) for p in model.visual.parameters()}
-    for parameter in model.parameters():
-        parameter.requires_grad_(id(parameter) not in text or parameter is model.logit_scale)
-    params = [p for p in model.parameters() if p.requires_grad]
+    model.requires_grad_(False)
+    params = [*model.visual.parameters(), model.logit_scale]
+    for parameter in params:
+        parameter.requires_grad_(True)
     _fit(model, params, data, counterfactuals, steps, batch, negatives, lr, seed, log, "clip vision")
     model.requires_grad_(True)
     return model
