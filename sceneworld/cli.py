@@ -31,7 +31,7 @@ def train(
     """Train the mini CLIP and the mini SD from scratch with fixed seeds, then print their metrics."""
     from dataclasses import replace
 
-    from sceneworld.train import Budget, run
+    from sceneworld.train import Budget, MissingClipError, run
 
     if only not in (None, "clip", "sd"):
         typer.echo(f"error: --only must be clip or sd, not {only!r}", err=True)
@@ -41,7 +41,11 @@ def train(
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.
-    metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True))
+    try:
+        metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True))
+    except MissingClipError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"done in {time.monotonic() - started:.0f} s; metrics in {out / 'metrics.json'}")
     for key in ("clip_zero_shot", "sd_geneval"):
         if key in metrics:

@@ -75,13 +75,17 @@ def measure_clip(out: Path, log: Callable[[str], None]) -> dict:
     return {"clip_zero_shot": accuracy}
 
 
+class MissingClipError(FileNotFoundError):
+    pass
+
+
 def train_sd(budget: Budget, out: Path, log: Callable[[str], None]) -> dict:
+    if not clip_checkpoint(out).is_file():
+        raise MissingClipError(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
+                               f"text tower, so train the CLIP first (tipai mini train --only clip --out {out})")
     started = time.monotonic()
     data = render_set(budget.scenes, TRAIN_SEED)
     log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
-    if not clip_checkpoint(out).is_file():
-        raise FileNotFoundError(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
-                                "text tower, so train the CLIP first (tipai mini train --only clip)")
     clip = mini_clip.load(clip_checkpoint(out))
     vae, unet, text_encoder, tok = mini_sd.create(budget.seed, clip)
     mini_sd.train_vae(vae, data, budget.vae_steps, budget.vae_batch, budget.vae_lr, budget.seed, log)

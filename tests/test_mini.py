@@ -91,3 +91,10 @@ def test_bad_only_option_is_refused(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--only" in done.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_sd_alone_without_a_clip_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--only", "sd", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "train the CLIP first" in done.stderr, done.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
