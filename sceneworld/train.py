@@ -39,10 +39,8 @@ class Budget:
     seed: int = 0
 
 
-def train_clip(budget: Budget, out: Path, log: Callable[[str], None]) -> dict:
+def train_clip(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> dict:
     started = time.monotonic()
-    data = render_set(budget.scenes, TRAIN_SEED)
-    log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
     model = mini_clip.train(
         data, budget.clip_steps, budget.clip_batch, budget.clip_negatives, budget.clip_lr, budget.seed, log
     )
@@ -79,13 +77,9 @@ class MissingClipError(FileNotFoundError):
     pass
 
 
-def train_sd(budget: Budget, out: Path, log: Callable[[str], None]) -> dict:
-    if not clip_checkpoint(out).is_file():
-        raise MissingClipError(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
-                               f"text tower, so train the CLIP first (tipai mini train --only clip --out {out})")
+def train_sd(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> dict:
+    """Needs the mini CLIP in ``out``: the SD's text encoder is its text tower."""
     started = time.monotonic()
-    data = render_set(budget.scenes, TRAIN_SEED)
-    log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
     clip = mini_clip.load(clip_checkpoint(out))
     vae, unet, text_encoder, tok = mini_sd.create(budget.seed, clip)
     mini_sd.train_vae(vae, data, budget.vae_steps, budget.vae_batch, budget.vae_lr, budget.seed, log)
@@ -118,15 +112,21 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
     """Train what ``only`` names ("clip", "sd") or both, then measure; metrics are merged into metrics.json."""
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
+    if only == "sd" and not clip_checkpoint(out).is_file():
+        raise MissingClipError(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
+                               f"text tower, so train the CLIP first (tipai mini train --only clip --out {out})")
+    started = time.monotonic()
+    data = render_set(budget.scenes, TRAIN_SEED)
+    log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
     metrics: dict = {}
     if only in (None, "clip"):
-        metrics.update(train_clip(budget, out, log))
+        metrics.update(train_clip(budget, out, data, log))
     if only in (None, "sd"):
-        metrics.update(train_sd(budget, out, log))
+        metrics.update(train_sd(budget, out, data, log))
     if clip_checkpoint(out).is_file() and sd_folder(out).is_dir():
         metrics.update(evaluate_sd(out, geneval_seeds, log))
     metrics["budget"] = asdict(budget)
-    # Read only now: a clip run and an sd run may go in parallel, and the later must keep the earlier's numbers.
+    # Merged, so that an --only run keeps the other model's numbers.
     metrics_file = out / "metrics.json"
     merged = (json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}) | metrics
     metrics_file.write_text(json.dumps(merged, indent=2) + "\n")
