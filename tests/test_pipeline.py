@@ -114,8 +114,10 @@ def test_reconcile_pairs_a_prompt_whose_chord_callback_was_lost(finished_job, wo
     wait_for(lambda: counts(finished_job)["pairs"] == 3)
 
 
-def test_reconcile_requeues_an_image_stuck_in_a_running_state(workers, tmp_path):
-    """A worker that died after Redis forgot its message leaves a row `scoring` forever; reconcile finishes it."""
+@pytest.mark.parametrize("status", ["scoring", "generated"])
+def test_reconcile_requeues_an_image_stuck_in_a_running_state(workers, tmp_path, status):
+    """A worker that died after Redis forgot its message leaves a row `scoring` forever, and a stage that finished
+    while the broker was down leaves it `generated` with no score message; reconcile finishes both."""
     from tipai_queue import db
     from tipai_queue.models import Image, Pair
 
@@ -127,7 +129,7 @@ def test_reconcile_requeues_an_image_stuck_in_a_running_state(workers, tmp_path)
     with db.session_scope() as session:
         session.execute(
             update(Image).where(Image.job_id == job, Image.seed == 1)
-            .values(status="scoring", scored_at=None, heatmap_at=None, updated_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
+            .values(status=status, scored_at=None, heatmap_at=None, updated_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
         )
         session.execute(Pair.__table__.delete().where(Pair.job_id == job))
     result = tipai("reconcile", "--stuck-after", "60")

@@ -37,6 +37,9 @@ class ImageStatus:
     FAILED = "failed"
 
     RUNNING = (GENERATING, SCORING, RENDERING)
+    # Between two stages: the next stage's message should be queued. It is lost if the broker was down when the
+    # finished stage published it (Celery then fails that task after its work is saved).
+    BETWEEN_STAGES = (GENERATED, SCORED)
     TERMINAL = (DONE, FAILED)
 
 

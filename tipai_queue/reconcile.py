@@ -1,5 +1,6 @@
 """Finishing what the queue lost: jobs written but never enqueued (a submitter that died), images stuck in a
-running state (a worker that died after Redis forgot its message), prompts whose chord callback never ran."""
+running state (a worker that died after Redis forgot its message) or between stages (a stage that finished while
+the broker was down, so its next stage was never queued), prompts whose chord callback never ran."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def reconcile_once(settings: Settings, stuck_after_s: float | None = None) -> Re
         stuck = session.execute(
             update(Image)
             .where(
-                Image.status.in_(ImageStatus.RUNNING),
+                Image.status.in_(ImageStatus.RUNNING + ImageStatus.BETWEEN_STAGES),
                 Image.updated_at < stuck_before,
                 Image.job_id.in_(select(Job.job_id).where(Job.cancelled_at.is_(None))),
             )

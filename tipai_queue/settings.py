@@ -34,7 +34,7 @@ class Settings(BaseSettings):
 
     # Queue behaviour.
     visibility_timeout_s: int = 3600  # must exceed the longest task, or Redis redelivers a running task
-    stuck_after_s: int = 1800  # reconcile requeues images in a running state for longer than this
+    stuck_after_s: int = 1800  # reconcile requeues images running, or waiting between stages, for longer than this
     reconcile_every_s: int = 60
     db_retry_max: int = 8
     # Fault drills (tests/faults) slow generate and score down so a kill or restart lands mid-task. Keep at 0.
