@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from tipai_queue.batch import Batch, BatchError, build_options, load_batch, validate_entries
+from tipai_queue.fingerprint import local_weights, weights_fingerprint
 from tipai_queue.settings import Settings
 
 
@@ -48,6 +50,38 @@ def test_same_batch_same_job_id_and_force_changes_it(tmp_path, settings, options
     assert first.job_id() != first.job_id(nonce="x")
     other = build_options(settings, preset="tiny", seeds=[0, 1])
     assert Batch(first.prompts, other).job_id() != first.job_id()
+
+
+def test_retrained_local_weights_make_a_new_job(tmp_path, settings):
+    """Same batch, same options, but the model folder's files were rewritten: a new job, not the old results."""
+    folder = tmp_path / "sd"
+    (folder / "unet").mkdir(parents=True)
+    weights = folder / "unet" / "model.safetensors"
+    weights.write_bytes(b"old weights")
+    clip = tmp_path / "clip.safetensors"
+    clip.write_bytes(b"clip")
+    path = write(tmp_path, "a.json", ["a dog"])
+
+    def job_id() -> str:
+        options = build_options(settings, preset="mini", generator=str(folder), scorer=f"tipai-mini-clip@{clip}")
+        return load_batch(path, options, settings).job_id()
+
+    first = job_id()
+    assert job_id() == first
+    before = weights.stat().st_mtime_ns
+    weights.write_bytes(b"new weights")  # same size: only the time tells
+    # A retrain rewrites files minutes later; two writes in one test can share a clock tick, so move it on by 1 s.
+    os.utime(weights, ns=(before + 10**9, before + 10**9))
+    assert job_id() != first
+    second = job_id()
+    clip.write_bytes(b"retrained clip")
+    assert job_id() != second
+
+
+def test_hub_ids_and_tags_have_no_local_fingerprint(settings):
+    options = build_options(settings, generator="stabilityai/sd-turbo", scorer="ViT-L-14@openai")
+    assert local_weights(options.generator) is None and local_weights(options.scorer) is None
+    assert options.weights == weights_fingerprint()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tipai_queue.fingerprint import weights_fingerprint
 from tipai_queue.presets import get_preset
 from tipai_queue.settings import Settings
 from workers.localize import check_method
@@ -51,6 +52,7 @@ class JobOptions:
     grid: int
     method: str
     seeds: tuple[int, ...]
+    weights: str = ""  # fingerprint of local model files (tipai_queue/fingerprint.py): retrained models, new job
 
 
 @dataclass(frozen=True)
@@ -190,10 +192,11 @@ def build_options(
         errors.append(str(exc))
     if errors:
         raise BatchError(errors)
+    generator, scorer = generator or chosen.generator, scorer or chosen.scorer
     return JobOptions(
         preset=chosen.name,
-        generator=generator or chosen.generator,
-        scorer=scorer or chosen.scorer,
+        generator=generator,
+        scorer=scorer,
         width=width,
         height=height,
         steps=steps,
@@ -201,6 +204,7 @@ def build_options(
         grid=grid,
         method=method,
         seeds=tuple(seeds),
+        weights=weights_fingerprint(generator, scorer),
     )
 
 
