@@ -39,6 +39,8 @@ def private_env(state_dir: Path) -> dict[str, str]:
     """TIPAI_* variables for a stack of its own in `state_dir` (free ports, own artifact folder): for tests and
     benchmarks, which must neither touch nor be disturbed by a stack the user has running."""
     redis_port, pg_port = services.free_port(), services.free_port()
+    while pg_port == redis_port:  # each port was closed again at once, so the kernel may hand out the same one
+        pg_port = services.free_port()
     return {
         "TIPAI_STATE_DIR": str(state_dir),
         "TIPAI_ARTIFACT_ROOT": str(state_dir / "artifacts"),

@@ -204,13 +204,22 @@ class FaultStack:
         self.broker.flushall()
 
 
+URL_VARIABLES = ("TIPAI_BROKER_URL", "TIPAI_DATABASE_URL")
+
+
 @pytest.fixture(scope="session")
 def fault_stack():
     state = Path(tempfile.mkdtemp(prefix="tipai-faults-", dir="/var/tmp"))
     state.chmod(0o755)  # the postgres system user must reach its data folder when tests run as root
-    # Reconcile only when a drill runs it, so a drill can tell whether the queue recovered on its own.
-    env = {**private_env(state), "TIPAI_RECONCILE_EVERY_S": "3600"}
-    redis_port, pg_port = (urlsplit(env[name]).port for name in ("TIPAI_BROKER_URL", "TIPAI_DATABASE_URL"))
+    # The session stack's ports are only reserved by name until a test starts its servers: a drill's server on
+    # one of them would be taken for the session's, and stopping it would leave the session's workers with none.
+    session_ports = {urlsplit(os.environ[name]).port for name in URL_VARIABLES}
+    while True:
+        # Reconcile only when a drill runs it, so a drill can tell whether the queue recovered on its own.
+        env = {**private_env(state), "TIPAI_RECONCILE_EVERY_S": "3600"}
+        redis_port, pg_port = (urlsplit(env[name]).port for name in URL_VARIABLES)
+        if not {redis_port, pg_port} & session_ports:
+            break
     services.start_redis(state, redis_port)
     services.start_postgres(state, pg_port)
     settings = Settings(**{k.removeprefix("TIPAI_").lower(): v for k, v in env.items()})
