@@ -25,7 +25,7 @@ def train(
         int | None, typer.Option(help="Mini CLIP stage-2 steps (image tower, hard negative images).")
     ] = _DEFAULT,
     vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
-    unet_steps: Annotated[int | None, typer.Option(help="UNet + text encoder optimiser steps.")] = _DEFAULT,
+    unet_steps: Annotated[int | None, typer.Option(help="UNet optimiser steps (the text encoder is the CLIP's, frozen).")] = _DEFAULT,
     geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
 ) -> None:
     """Train the mini CLIP and the mini SD from scratch with fixed seeds, then print their metrics."""
@@ -57,14 +57,18 @@ def gallery(
     docs: Annotated[Path, typer.Option(help="Folder for the pictures.")] = MINI_DIR.parent.parent / "docs",
     seeds: Annotated[int, typer.Option(help="Generated images per mini prompt.")] = 2,
 ) -> None:
-    """Draw docs/mini-world.png (scenes and captions) and docs/mini-samples.png (the mini SD's images)."""
-    from sceneworld.gallery import generated_sheet, world_sheet
+    """Draw docs/mini-world.png (scenes and captions), docs/mini-vae.png (held-out scenes and their VAE
+    reconstructions) and docs/mini-samples.png (the mini SD's images)."""
+    from sceneworld.gallery import generated_sheet, vae_sheet, world_sheet
     from sceneworld.paths import PROMPTS
+    from sceneworld.train import HELDOUT_SEED
     from tipai_queue.presets import get_preset
     from workers.generation import load_generator
 
     preset = get_preset("mini")
     world_sheet(docs / "mini-world.png")
     generator = load_generator(preset.generator, "cpu", MINI_DIR)
+    error = vae_sheet(docs / "mini-vae.png", generator.pipe.vae, HELDOUT_SEED)
     generated_sheet(docs / "mini-samples.png", generator, PROMPTS, list(range(seeds)), preset.steps, preset.guidance)
-    typer.echo(f"wrote {docs / 'mini-world.png'} and {docs / 'mini-samples.png'}")
+    typer.echo(f"wrote {docs / 'mini-world.png'}, {docs / 'mini-vae.png'} (reconstruction error {error:.2f}/255) "
+               f"and {docs / 'mini-samples.png'}")

@@ -105,6 +105,11 @@ def create(seed: int, clip: torch.nn.Module) -> tuple[AutoencoderKL, UNet2DCondi
             sample_size=64,
             # Attention over 16x16 positions costs more than the rest of this small VAE and flat scenes don't need it.
             mid_block_add_attention=False,
+            # diffusers' default of 32 groups makes every group one channel at this width: each channel is
+            # normalised on its own, per image, and an object's colour, a small part of the image, is washed out.
+            # With 8 groups the VAE reconstructs held-out scenes better at equal time (8.3 against 9.5 /255 MAE
+            # after 400 steps) and the UNet's validation loss falls faster (0.056 against 0.062 after 200 steps).
+            norm_num_groups=8,
         )
         unet = UNet2DConditionModel(
             sample_size=16,
@@ -116,6 +121,7 @@ def create(seed: int, clip: torch.nn.Module) -> tuple[AutoencoderKL, UNet2DCondi
             layers_per_block=1,
             cross_attention_dim=text_encoder.config.hidden_size,
             attention_head_dim=4,
+            norm_num_groups=8,
         )
     return vae, unet, text_encoder, tok
 
@@ -152,6 +158,18 @@ def train_vae(
         if step % 50 == 0 or step == steps - 1:
             log(f"vae step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f} s)")
     vae.eval()
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 scenes through the VAE and back (latent means, as the UNet is trained on them), uint8."""
+    decoded = vae.decode(vae.encode(_to_unit(pixels)).latent_dist.mean).sample.clamp(-1, 1)
+    return ((decoded + 1) * 127.5).round().to(torch.uint8)
+
+
+def reconstruction_error(pixels: torch.Tensor, reconstructed: torch.Tensor) -> float:
+    """Mean absolute error in 0..255 levels."""
+    return float((pixels.float() - reconstructed.float()).abs().mean())
 
 
 @torch.no_grad()
