@@ -115,7 +115,7 @@ def test_reconcile_pairs_a_prompt_whose_chord_callback_was_lost(finished_job, wo
 
 
 @pytest.mark.parametrize("status", ["scoring", "generated"])
-def test_reconcile_requeues_an_image_stuck_in_a_running_state(workers, tmp_path, status):
+def test_reconcile_requeues_an_image_stuck_running_or_between_stages(workers, tmp_path, status):
     """A worker that died after Redis forgot its message leaves a row `scoring` forever, and a stage that finished
     while the broker was down leaves it `generated` with no score message; reconcile finishes both."""
     from tipai_queue import db
