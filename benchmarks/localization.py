@@ -252,7 +252,7 @@ def figure(cases: list[Case], heatmaps: list[np.ndarray], path: Path, per_type: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=400, help="scene pairs (split evenly over the violation types)")
+    parser.add_argument("--n", type=int, default=300, help="scene pairs (split evenly over the violation types)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--scorer", default=None, help="open_clip ARCH@PRETRAINED (default: the mini preset's)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the tables here as JSON")
