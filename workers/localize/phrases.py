@@ -10,10 +10,14 @@ each crop ("does this crop look like the whole caption?").
 Where: the occluded copies of the occlusion method are scored against the prompt and every alternative in the
 same batch. Painting over the region that holds the evidence for an alternative moves the image back towards the
 prompt, so the evidence map of an alternative is how much occluding each window does so. The method's map is
-minus the evidence maps of the alternatives the scorer prefers to the prompt, weighted by their probabilities:
-low where the image shows something the prompt does not say. When the scorer prefers no alternative, the map is
-the occlusion map of the prompt itself. (Adding the occlusion map to the evidence scored worse on the benchmark:
-removing any object the prompt names, even a wrong one, lowers the score, which hides the wrong one.)
+minus the evidence maps of every phrase's most likely alternative, weighted by a softmax over how strongly each
+beats the prompt (log-odds): low where the image shows something the prompt does not say. The weights are soft
+even when the scorer prefers no alternative, because the most suspicious phrase still points at the right place
+more often than anything else: on 300 benchmark pairs this scored pointing 0.590 and AUROC 0.798, against 0.543
+and 0.763 for the evidence of preferred alternatives only, with the prompt's occlusion map when there were none.
+Only when the prompt offers no alternative at all is the map the occlusion map of the prompt itself. (Adding the
+occlusion map to the evidence scored worse: removing any object the prompt names, even a wrong one, lowers the
+score, which hides the wrong one.)
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ class Analysis:
     judgements: tuple[Judgement, ...]
 
     def cells(self) -> np.ndarray:
-        preferred = [j for j in self.judgements if j.preferred and j.edit.aspect != "missing"]
-        if not preferred:
+        present = [j for j in self.judgements if j.edit.aspect != "missing"]
+        if not present:
             return self.occlusion.copy()
-        return -sum(j.probability * np.maximum(j.evidence, 0.0) for j in preferred)
+        odds = np.array([j.log_odds for j in present])
+        weights = np.exp(odds - odds.max())
+        weights /= weights.sum()
+        return -sum(w * np.maximum(j.evidence, 0.0) for w, j in zip(weights, present))
 
 
 def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
