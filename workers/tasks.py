@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import redis.exceptions
 import sqlalchemy.exc
+from billiard.common import terminate_handler_fired
 from celery import signals
 from celery.exceptions import Ignore
 from kombu.exceptions import OperationalError as BrokerError
@@ -101,12 +102,18 @@ class Stage:
 
 
 def run_stage(stage: Stage, work):
-    """Run `work`; a retryable error is left to Celery's autoretry, any other error fails the image for good."""
+    """Run `work`; a retryable error is left to Celery's autoretry, any other error fails the image for good,
+    unless this process is being terminated: Celery cancels a running task with SIGTERM when the broker connection
+    drops, and an error raised after that is the interruption's, not the image's. Its message is redelivered."""
     try:
         return work()
     except RETRYABLE:
         raise
     except Exception as exc:
+        if terminate_handler_fired():
+            log.warning("image %s interrupted by a terminate signal (%r); leaving it for redelivery",
+                        stage.image_id, exc)
+            raise
         stage.fail(exc)
         raise
 
