@@ -30,15 +30,25 @@ def test_cases_differ_only_at_the_violating_object():
     assert [c.violation for c in cases[:4]] == list(VIOLATIONS)
     for case in cases:
         parse(case.prompt)
-        assert case.mask.sum() >= 12
+        assert case.object_mask.sum() >= 12
+        assert not (case.object_mask & ~case.mask).any()  # the changed object is always part of the truth
         changed = np.abs(np.asarray(case.faithful, int) - np.asarray(case.corrupted, int)).sum(axis=2) > 30
         # Resampling spreads an edge over a few pixels; nothing further away may change.
-        near = np.zeros_like(case.mask)
-        ys, xs = np.nonzero(case.mask)
+        near = np.zeros_like(case.object_mask)
+        ys, xs = np.nonzero(case.object_mask)
         near[max(ys.min() - 3, 0) : ys.max() + 4, max(xs.min() - 3, 0) : xs.max() + 4] = True
         if case.violation == "kind_swap":
             continue  # the old object's pixels change too, and they lie outside the new one's mask
         assert changed.any() and not (changed & ~near).any(), case.violation
+
+
+def test_an_extra_instance_is_found_at_any_instance_of_its_group():
+    """The added apple looks like the others, so the truth is every apple; any other violation is its one object."""
+    for case in make_cases(24, seed=5):
+        if case.violation == "extra_instance":
+            assert case.mask.sum() > case.object_mask.sum()
+        else:
+            assert (case.mask == case.object_mask).all()
 
 
 def test_swap_cases_know_the_phrase_and_what_it_was_swapped_to():
