@@ -2,11 +2,12 @@
 
 For N caption/scene pairs (fixed seeds) it renders a faithful scene and a corrupted copy in which exactly one object
 violates the caption — its colour swapped, its kind swapped, an extra object the caption does not mention, or an
-extra instance beyond the caption's count — and keeps that object's mask as ground truth. Per method it reports:
+extra instance beyond the caption's count — and keeps that object's mask as ground truth (for an extra instance,
+the masks of all the group's instances: the added one looks exactly like the others). Per method it reports:
 
 - pair accuracy: the faithful scene's global score beats the corrupted one's;
-- pointing game: the lowest heatmap cell of the corrupted scene overlaps the violating object;
-- pixel AUROC of (1 - normalised, upsampled heatmap) against the object's mask, averaged over scenes;
+- pointing game: the lowest heatmap cell of the corrupted scene overlaps the ground truth;
+- pixel AUROC of (1 - normalised, upsampled heatmap) against the ground-truth mask, averaged over scenes;
 - seconds per image scored;
 - explanation correctness (colour and kind swaps): the first finding of workers/explain.py names the phrase the
   corrupted object belongs to and the colour or kind it was swapped to.
@@ -48,7 +49,8 @@ class Case:
     prompt: str
     faithful: Image.Image
     corrupted: Image.Image
-    mask: np.ndarray  # (H, W) bool: the violating object's visible pixels in the corrupted scene
+    mask: np.ndarray  # (H, W) bool: where the violation is, the ground truth (see make_case)
+    object_mask: np.ndarray  # (H, W) bool: the visible pixels of the one object that was changed or added
     phrase: str | None = None  # colour and kind swaps: the caption's phrase the swapped object belongs to
     alternative: str | None = None  # ... and the colour or kind it was swapped to
 
@@ -90,8 +92,14 @@ def make_case(violation: str, rng: np.random.Generator) -> Case:
     else:
         raise ValueError(violation)
     rendered = render(corrupted, IMAGE_SIZE)
-    return Case(violation, caption.text(), render(scene, IMAGE_SIZE).image, rendered.image, rendered.masks[victim],
-                *truth)
+    mask = rendered.masks[victim]
+    if violation == "extra_instance":
+        # Four identical apples where the caption says three: nothing in the image tells which one was added, so
+        # the violation is the group, and pointing at any of its instances is right (docs/localization.md).
+        group = (0, len(full.groups))
+        mask = np.logical_or.reduce([m for m, owner in zip(rendered.masks, placed.owners) if owner in group])
+    return Case(violation, caption.text(), render(scene, IMAGE_SIZE).image, rendered.image, mask,
+                rendered.masks[victim], *truth)
 
 
 def make_cases(n: int, seed: int) -> list[Case]:
@@ -100,7 +108,7 @@ def make_cases(n: int, seed: int) -> list[Case]:
     while len(cases) < n:
         case = make_case(VIOLATIONS[len(cases) % len(VIOLATIONS)], rng)
         # An object hidden behind others violates nothing visible.
-        if case.mask.sum() >= 12:
+        if case.object_mask.sum() >= 12:
             cases.append(case)
     return cases
 
@@ -121,8 +129,17 @@ Method = Callable[[Image.Image, str], tuple[float, np.ndarray]]
 
 
 def method_of(scorer, name: str, grid: int = GRID) -> Method:
+    """The map methods rank images by the cosine; phrases by the faithfulness its analysis computes on the way,
+    which is what the pipeline pairs images by (workers/pairing.py: ranking_score)."""
     from workers import localize
+    from workers.localize.phrases import analyse
+    from workers.pairing import ranking_score
 
+    if name == "phrases":
+        def phrases(image: Image.Image, prompt: str) -> tuple[float, np.ndarray]:
+            analysis = analyse(scorer, image, prompt, grid)
+            return ranking_score(analysis.global_cosine, analysis.log_faithfulness), analysis.cells()
+        return phrases
     return lambda image, prompt: localize.score(scorer, image, prompt, grid, name)
 
 

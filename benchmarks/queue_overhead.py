@@ -53,18 +53,19 @@ def direct_loop(settings, texts: list[str], images: int) -> float:
         for seed in options.seeds:
             [picture] = generator.generate(text, [seed], options.width, options.height, options.steps, options.guidance)
             artifacts.save_png(picture, artifacts.image_path(root, "direct", prompt_id, seed))
-            global_cosine, cells, _ = score_and_explain(scorer, picture, text, options.grid, options.method)
+            scored = score_and_explain(scorer, picture, text, options.grid, options.method)
             image_id = f"direct_{prompt_id}_{seed}"
-            figure = heatmap.render_heatmap(picture, cells.ravel().tolist(), options.grid, title=text)
+            cells = scored.cells.ravel().tolist()
+            figure = heatmap.render_heatmap(picture, cells, options.grid, title=text)
             artifacts.save_png(figure, artifacts.heatmap_path(root, "direct", image_id))
-            shown[image_id] = (seed, global_cosine, cells.ravel().tolist(), picture)
+            shown[image_id] = (seed, pairing.ranking_score(scored.global_cosine, scored.log_faithfulness), cells, picture)
         chosen, rejected = pairing.choose_pair(
-            [pairing.Candidate(i, seed, cosine) for i, (seed, cosine, _, _) in shown.items()]
+            [pairing.Candidate(i, seed, score) for i, (seed, score, _, _) in shown.items()]
         )
 
         def panel(candidate):
-            _, cosine, cells, picture = shown[candidate.image_id]
-            return picture, heatmap.overlay(picture, cells, options.grid), cosine
+            _, score, cells, picture = shown[candidate.image_id]
+            return picture, heatmap.overlay(picture, cells, options.grid), score
 
         comparison = pairing.render_comparison(text, panel(chosen), panel(rejected))
         artifacts.save_png(comparison, artifacts.comparison_path(root, "direct", prompt_id))

@@ -104,7 +104,7 @@ def status_html(job_id: str, views: list[ImageView], paired: bool, note: str = "
 
 def gallery_items(views: list[ImageView]) -> list[tuple[str, str]]:
     return [
-        (v.path, f"seed {v.seed} · " + ("scoring…" if v.score is None else f"score {v.score:.4f}"))
+        (v.path, f"seed {v.seed} · " + ("scoring…" if v.score is None else score_text(v)))
         for v in views
         if v.path is not None
     ]
@@ -146,8 +146,14 @@ def explanation_markdown(view: ImageView) -> str:
     return f"**What the scorer sees instead** (patch map: {view.method}):\n\n{lines}\n\n"
 
 
+def score_text(view: ImageView) -> str:
+    """Pairs are ranked by the faithfulness where the prompt has one, so it comes first."""
+    cosine = f"cosine {view.score:.4f}"
+    return cosine if view.faithfulness is None else f"P(as prompted) {view.faithfulness:.3f} · {cosine}"
+
+
 def side_title(label: str, view: ImageView) -> str:
-    return f"### {label} ({view.score:.4f})\nseed {view.seed} · `{view.image_id}`"
+    return f"### {label} ({score_text(view)})\nseed {view.seed} · `{view.image_id}`"
 
 
 class GeneratePanel:
@@ -353,8 +359,8 @@ def open_prompt(key: str | None) -> tuple[dict, str, list, dict, str | None, str
         )
         return shown, status_html(job_id, views, False, note), items, hidden, None, "", ""
     note = (
-        f"<br><b>CHOSEN</b> seed {pair.chosen.seed} ({pair.chosen.score:.4f}) vs <b>REJECTED</b> seed "
-        f"{pair.rejected.seed} ({pair.rejected.score:.4f}): margin {pair.margin:.4f} over {pair.n_candidates} images"
+        f"<br><b>CHOSEN</b> seed {pair.chosen.seed} ({html.escape(score_text(pair.chosen))}) vs <b>REJECTED</b> "
+        f"seed {pair.rejected.seed} ({html.escape(score_text(pair.rejected))}) over {pair.n_candidates} images"
     )
     analysis, table = analysis_outputs(pair.rejected)
     return shown, status_html(job_id, views, True, note), items, shown, pair.comparison_path, analysis, table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +24,8 @@ class ImageView:
     path: str | None
     heatmap_path: str | None
     error: str | None
-    score: float | None
+    score: float | None  # the global cosine
+    faithfulness: float | None  # P(read as prompted), tipai_queue/models.py Score.log_faithfulness
     patch_scores: list[float] | None
     grid: int | None
     method: str | None = None
@@ -33,7 +36,6 @@ class ImageView:
 class PairView:
     chosen: ImageView
     rejected: ImageView
-    margin: float
     n_candidates: int
     comparison_path: str | None
 
@@ -78,6 +80,7 @@ def images(job_id: str, prompt_id: str | None = None) -> list[ImageView]:
             heatmap_path=image.heatmap_path if image.heatmap_at else None,
             error=image.error,
             score=score.global_score if score else None,
+            faithfulness=math.exp(score.log_faithfulness) if score and score.log_faithfulness is not None else None,
             patch_scores=score.patch_scores if score else None,
             grid=score.grid if score else None,
             method=score.method if score else None,
@@ -96,7 +99,6 @@ def pair(job_id: str, prompt_id: str) -> PairView | None:
     return PairView(
         chosen=by_id[row.chosen_img],
         rejected=by_id[row.rejected_img],
-        margin=row.margin,
         n_candidates=row.n_candidates,
         comparison_path=row.comparison_path,
     )

@@ -4,6 +4,7 @@ show under Browse, and bad input, a missing worker and a failing worker each say
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -132,7 +133,7 @@ def shown_job(page) -> str:
 
 def test_two_users_generate_and_see_best_worst_and_patch_analysis(demos, browser, cli_jobs, stack_services):
     from tipai_queue import db
-    from tipai_queue.models import Pair
+    from tipai_queue.models import Pair, Score
 
     pages = [browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(2)]
     prompts = ["a red car on the beach", "a blue bird on a wire"]
@@ -154,8 +155,13 @@ def test_two_users_generate_and_see_best_worst_and_patch_analysis(demos, browser
     with db.session_scope() as session:
         pair = session.scalars(select(Pair).where(Pair.job_id == jobs[0])).one()
     assert pair.prompt == prompts[0]
-    assert car.locator("#chosen").get_by_text(f"CHOSEN ({pair.c_score:.4f})").is_visible()
-    assert car.locator("#rejected").get_by_text(f"REJECTED ({pair.r_score:.4f})").is_visible()
+    with db.session_scope() as session:
+        chosen, rejected = session.get(Score, pair.chosen_img), session.get(Score, pair.rejected_img)
+    # Pairs are ranked by the faithfulness ("a red car" has colour alternatives), and the titles show it first.
+    assert (pair.c_score, pair.r_score) == (chosen.log_faithfulness, rejected.log_faithfulness)
+    for side, label, score in (("#chosen", "CHOSEN", chosen), ("#rejected", "REJECTED", rejected)):
+        title = f"{label} (P(as prompted) {math.exp(score.log_faithfulness):.3f} · cosine {score.global_score:.4f})"
+        assert car.locator(side).get_by_text(title).is_visible()
     assert car.locator("#rejected").get_by_text(pair.rejected_img).is_visible()
     assert car.locator("#grid td").count() == 49
     analysis = car.locator("#analysis").inner_text()

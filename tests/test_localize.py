@@ -112,7 +112,7 @@ def test_explain_names_regions_and_gives_probabilities(scorer, scene):
 
 
 @pytest.mark.integration
-def test_migration_adds_the_method_and_explanation_columns(stack_services):
+def test_migrations_add_the_method_explanation_and_faithfulness_columns(stack_services):
     from tipai_queue import db
 
     with db.session_scope() as session:
@@ -121,8 +121,8 @@ def test_migration_adds_the_method_and_explanation_columns(stack_services):
             "where table_name in ('jobs', 'scores')"
         )).scalars())
         version = session.execute(text("select version_num from alembic_version")).scalar_one()
-    assert {"jobs.method", "scores.explanation", "scores.method"} <= columns
-    assert version == "0002"
+    assert {"jobs.method", "scores.explanation", "scores.method", "scores.log_faithfulness"} <= columns
+    assert version == "0003"
 
 
 @pytest.mark.integration
@@ -164,9 +164,9 @@ def test_demo_panel_shows_the_findings_above_the_cells():
     from frontend.queries import ImageView
 
     finding = {"text": "lower centre: 'a red car' looks like a blue car (p = 0.81)"}
-    view = ImageView("i", "p", 0, "done", None, None, None, 0.2, [0.1] * 49, 7, "phrases", [finding])
+    view = ImageView("i", "p", 0, "done", None, None, None, 0.2, 0.4, [0.1] * 49, 7, "phrases", [finding])
     markdown, _ = analysis_outputs(view)
     assert markdown.index("'a red car' looks like a blue car (p = 0.81)") < markdown.index("Weakest region")
     assert "patch map: phrases" in markdown
-    older = ImageView("i", "p", 0, "done", None, None, None, 0.2, [0.1] * 49, 7, "grid", None)
+    older = ImageView("i", "p", 0, "done", None, None, None, 0.2, None, [0.1] * 49, 7, "grid", None)
     assert analysis_outputs(older)[0].startswith("**Weakest region")

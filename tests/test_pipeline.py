@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.helpers import counts, job_id_from, tipai, wait_for
+from workers.pairing import ranking_score
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,8 @@ def test_batch_completes_with_rows_files_and_pairs(finished_job, stack_services)
     for pair in pairs:
         assert pair.chosen_img != pair.rejected_img
         assert pair.c_score >= pair.r_score and pair.margin == pytest.approx(pair.c_score - pair.r_score)
-        prompt_scores = [s.global_score for i, s in scores.items() if i.startswith(f"{finished_job}_{pair.prompt_id}_")]
+        prompt_scores = [ranking_score(s.global_score, s.log_faithfulness)
+                         for i, s in scores.items() if i.startswith(f"{finished_job}_{pair.prompt_id}_")]
         assert pair.c_score == max(prompt_scores) and pair.r_score == min(prompt_scores)
         assert Path(pair.comparison_path) == root / finished_job / "pairs" / f"{pair.prompt_id}_comparison.png"
         assert Path(pair.comparison_path).is_file()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import time
 from pathlib import Path
 from typing import Annotated
@@ -262,8 +264,9 @@ def explain(image_id: str) -> None:
     if score is None:
         raise fail(f"image {image_id!r} has no score yet (unknown, still running, or failed)", EXIT_BAD_INPUT)
     console.print(f"{image_id}: {score.prompt!r}", highlight=False)
-    console.print(f"cosine {score.global_score:.3f} (score {score.global_score_01:.2f}); patch map: {score.method}, "
-                  f"{score.grid}×{score.grid}", highlight=False)
+    faithful = "" if score.log_faithfulness is None else f"P(as prompted) {math.exp(score.log_faithfulness):.3f}, "
+    console.print(f"{faithful}cosine {score.global_score:.3f} (score {score.global_score_01:.2f}); patch map: "
+                  f"{score.method}, {score.grid}×{score.grid}", highlight=False)
     if score.explanation is None:
         console.print("no explanation stored: this image was scored before explanations existed")
     elif not score.explanation:

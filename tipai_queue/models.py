@@ -116,6 +116,9 @@ class Score(Base):
     prompt: Mapped[str] = mapped_column(Text)
     global_score: Mapped[float] = mapped_column(Float)  # raw cosine of CLIP text and image embeddings
     global_score_01: Mapped[float] = mapped_column(Float)  # clip(2.5 * cosine, 0, 1), see README
+    # log P(the scorer reads every phrase as the prompt says), against each phrase's one-change alternatives
+    # (workers/localize/phrases.py); None when the prompt offers no alternative. Pairs are ranked by it.
+    log_faithfulness: Mapped[float | None] = mapped_column(Float)
     patch_scores: Mapped[list[float]] = mapped_column(JSON)  # G*G cosines, row-major, cell 0 top-left
     grid: Mapped[int] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(32))

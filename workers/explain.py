@@ -58,15 +58,24 @@ def explain(scorer, image: Image.Image, prompt: str, grid: int) -> list[Finding]
     return findings(analyse(scorer, image, prompt, grid), grid)
 
 
-def score_and_explain(scorer, image: Image.Image, prompt: str, grid: int, method: str):
-    """(global cosine, (grid, grid) map of `method`, findings): what the score task stores. The phrases method's
-    own analysis is the explanation, so it is not computed twice."""
+@dataclass(frozen=True)
+class Scored:
+    """What the score task stores for one image."""
+
+    global_cosine: float
+    log_faithfulness: float | None  # see workers/localize/phrases.py: Analysis
+    cells: np.ndarray  # (grid, grid) map of the job's method
+    findings: list[Finding]
+
+
+def score_and_explain(scorer, image: Image.Image, prompt: str, grid: int, method: str) -> Scored:
+    """The phrases method's own analysis is the explanation, so it is not computed twice."""
     analysis = analyse(scorer, image, prompt, grid)
     if method == "phrases":
         global_cosine, cells = analysis.global_cosine, analysis.cells()
     else:
         global_cosine, cells = localize.score(scorer, image, prompt, grid, method)
-    return global_cosine, cells, findings(analysis, grid)
+    return Scored(global_cosine, analysis.log_faithfulness, cells, findings(analysis, grid))
 
 
 def to_json(found: list[Finding]) -> list[dict]:

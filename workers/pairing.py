@@ -19,6 +19,13 @@ class Candidate:
     score: float
 
 
+def ranking_score(global_cosine: float, log_faithfulness: float | None) -> float:
+    """What a prompt's images are paired by: the faithfulness where the prompt has alternatives to be read against
+    (it tells the faithful image from the unfaithful one better, docs/localization.md), else the cosine. All
+    images of a prompt share the prompt, so they are all ranked the same way."""
+    return global_cosine if log_faithfulness is None else log_faithfulness
+
+
 def _rank(candidate: Candidate) -> tuple[float, int, str]:
     # Smallest rank = best. Ties on score fall back to seed, then image id, so the pair never depends
     # on the order the images finished scoring in.

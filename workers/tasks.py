@@ -172,16 +172,17 @@ def score(self, image_id: str) -> str:
         with PILImage.open(image.path) as handle:
             picture = handle.convert("RGB")
         started = time.perf_counter()
-        global_cosine, cells, findings = score_and_explain(scorer, picture, image.prompt, job.grid, job.method)
+        scored = score_and_explain(scorer, picture, image.prompt, job.grid, job.method)
         score_s = time.perf_counter() - started
         values = {
             "prompt": image.prompt,
-            "global_score": global_cosine,
-            "global_score_01": score_01(global_cosine),
-            "patch_scores": cells.ravel().tolist(),
+            "global_score": scored.global_cosine,
+            "global_score_01": score_01(scored.global_cosine),
+            "log_faithfulness": scored.log_faithfulness,
+            "patch_scores": scored.cells.ravel().tolist(),
             "grid": job.grid,
             "method": job.method,
-            "explanation": to_json(findings),
+            "explanation": to_json(scored.findings),
             "scorer": job.scorer,
             "truncated": scorer.is_truncated(image.prompt),
             "score_s": score_s,
@@ -241,7 +242,7 @@ def pair(self, job_id: str, prompt_id: str) -> str | None:
         return None  # another image is still on its way; its own chain or reconcile pairs later
     done = {image.image_id: (image, s) for image, s in rows if image.status == ImageStatus.DONE and s is not None}
     choice = pairing.choose_pair(
-        [pairing.Candidate(i, image.seed, s.global_score) for i, (image, s) in done.items()]
+        [pairing.Candidate(i, image.seed, pairing.ranking_score(s.global_score, s.log_faithfulness)) for i, (image, s) in done.items()]
     )
     if choice is None:
         log.warning("prompt %s/%s has fewer than two scored images; no pair", job_id, prompt_id)
@@ -252,7 +253,7 @@ def pair(self, job_id: str, prompt_id: str) -> str | None:
         image, s = done[candidate.image_id]
         with PILImage.open(image.path) as handle:
             picture = handle.convert("RGB")
-        return picture, heatmaps.overlay(picture, s.patch_scores, s.grid), s.global_score
+        return picture, heatmaps.overlay(picture, s.patch_scores, s.grid), candidate.score
 
     prompt_text = done[chosen.image_id][0].prompt
     target = artifacts.comparison_path(settings.artifact_root, job_id, prompt_id)
