@@ -219,13 +219,16 @@ def train_unet(
     states = encode_texts(text_encoder, tok, distinct + [""])
     caption_of = torch.tensor([row[text] for text in texts])
     empty = len(distinct)
+    # oneDNN's convolutions run faster on channels-last tensors on CPU: about 10% here (0.37 against 0.41 s per step
+    # of 32 latents on 2 cores, runs alternated), for the same arithmetic.
+    unet.to(memory_format=torch.channels_last)
     started = time.monotonic()
     unet.train()
     for step in range(steps):
         index = torch.randint(len(texts), (batch,), generator=generator)
         rows = caption_of[index].clone()
         rows[torch.rand(batch, generator=generator) < CAPTION_DROP] = empty
-        clean = latents[index]
+        clean = latents[index].contiguous(memory_format=torch.channels_last)
         noise = torch.randn(clean.shape, generator=generator)
         t = torch.randint(0, NOISE["num_train_timesteps"], (batch,), generator=generator)
         noisy = noise_schedule.add_noise(clean, noise, t)
@@ -238,6 +241,8 @@ def train_unet(
         schedule.step()
         if step % 50 == 0 or step == steps - 1:
             log(f"unet step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f} s)")
+    # safetensors stores plain contiguous tensors.
+    unet.to(memory_format=torch.contiguous_format)
     unet.eval()
 
 

@@ -35,6 +35,8 @@ class Budget:
     vae_steps: int = 2000
     vae_batch: int = 8
     vae_lr: float = 2e-3
+    # The committed SD had 2 500 VAE and 6 000 UNet steps (docs/mini.md, "Retraining"): about 10 minutes more than
+    # the 90 that the whole default run may take on 2 cores.
     unet_steps: int = 5000
     unet_batch: int = 32
     unet_lr: float = 1e-3
