@@ -7,17 +7,17 @@ softmax at CLIP's own temperature turns the cosines into the probability of each
 CLIP answers well (it is trained to tell a caption from its near misses) instead of the question the grid asks of
 each crop ("does this crop look like the whole caption?").
 
-Where: the occluded copies of the occlusion method are scored against the prompt and every alternative in the
-same batch. Painting over the region that holds the evidence for an alternative moves the image back towards the
-prompt, so the evidence map of an alternative is how much occluding each window does so. The method's map is
-minus the evidence maps of every phrase's most likely alternative, weighted by a softmax over how strongly each
-beats the prompt (log-odds): low where the image shows something the prompt does not say. The weights are soft
-even when the scorer prefers no alternative, because the most suspicious phrase still points at the right place
-more often than anything else: on 300 benchmark pairs this scored pointing 0.590 and AUROC 0.798, against 0.543
-and 0.763 for the evidence of preferred alternatives only, with the prompt's occlusion map when there were none.
-Only when the prompt offers no alternative at all is the map the occlusion map of the prompt itself. (Adding the
-occlusion map to the evidence scored worse: removing any object the prompt names, even a wrong one, lowers the
-score, which hides the wrong one.)
+Where: the occluded copies of the occlusion method are scored against the prompt and every alternative in the same
+batch. Painting over the region that holds the evidence for an alternative moves the image back towards the prompt,
+so the evidence map of an alternative is how much occluding each window does so. The method's map is minus the
+evidence maps of every phrase's most likely alternative, weighted by a softmax over how strongly each beats the
+prompt (log-odds): low where the image shows something the prompt does not say. The weights are soft even when the
+scorer prefers no alternative, because the most suspicious phrase still points at the right place more often than
+anything else: on 300 benchmark pairs (before extra instances counted their whole group as the truth) this scored
+pointing 0.590 and AUROC 0.798, against 0.543 and 0.763 for the evidence of preferred alternatives only, with the
+prompt's occlusion map when there were none. Only when the prompt offers no alternative at all is the map the
+occlusion map of the prompt itself. (Adding the occlusion map to the evidence scored worse: removing any object the
+prompt names, even a wrong one, lowers the score, which hides the wrong one.)
 """
 
 from __future__ import annotations
