@@ -58,14 +58,16 @@ def direct_loop(settings, texts: list[str], images: int) -> float:
             cells = scored.cells.ravel().tolist()
             figure = heatmap.render_heatmap(picture, cells, options.grid, title=text)
             artifacts.save_png(figure, artifacts.heatmap_path(root, "direct", image_id))
-            shown[image_id] = (seed, pairing.ranking_score(scored.global_cosine, scored.log_faithfulness), cells, picture)
-        chosen, rejected = pairing.choose_pair(
-            [pairing.Candidate(i, seed, score) for i, (seed, score, _, _) in shown.items()]
-        )
+            shown[image_id] = (seed, scored, cells, picture)
+        chosen, rejected = pairing.choose_pair([
+            pairing.Candidate(i, seed, pairing.ranking_score(scored.global_cosine, scored.log_faithfulness))
+            for i, (seed, scored, _, _) in shown.items()
+        ])
 
         def panel(candidate):
-            _, score, cells, picture = shown[candidate.image_id]
-            return picture, heatmap.overlay(picture, cells, options.grid), score
+            _, scored, cells, picture = shown[candidate.image_id]
+            label = pairing.score_label(scored.global_cosine, scored.log_faithfulness)
+            return picture, heatmap.overlay(picture, cells, options.grid), label
 
         comparison = pairing.render_comparison(text, panel(chosen), panel(rejected))
         artifacts.save_png(comparison, artifacts.comparison_path(root, "direct", prompt_id))

@@ -149,7 +149,7 @@ def explanation_markdown(view: ImageView) -> str:
 def score_text(view: ImageView) -> str:
     """Pairs are ranked by the faithfulness where the prompt has one, so it comes first."""
     cosine = f"cosine {view.score:.4f}"
-    return cosine if view.faithfulness is None else f"P(as prompted) {view.faithfulness:.3f} · {cosine}"
+    return cosine if view.faithfulness is None else f"P(as prompted) {view.faithfulness:.3g} · {cosine}"
 
 
 def side_title(label: str, view: ImageView) -> str:

@@ -160,7 +160,7 @@ def test_two_users_generate_and_see_best_worst_and_patch_analysis(demos, browser
     # Pairs are ranked by the faithfulness ("a red car" has colour alternatives), and the titles show it first.
     assert (pair.c_score, pair.r_score) == (chosen.log_faithfulness, rejected.log_faithfulness)
     for side, label, score in (("#chosen", "CHOSEN", chosen), ("#rejected", "REJECTED", rejected)):
-        title = f"{label} (P(as prompted) {math.exp(score.log_faithfulness):.3f} · cosine {score.global_score:.4f})"
+        title = f"{label} (P(as prompted) {math.exp(score.log_faithfulness):.3g} · cosine {score.global_score:.4f})"
         assert car.locator(side).get_by_text(title).is_visible()
     assert car.locator("#rejected").get_by_text(pair.rejected_img).is_visible()
     assert car.locator("#grid td").count() == 49

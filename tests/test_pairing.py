@@ -57,6 +57,6 @@ def test_nan_score_is_refused():
 def test_render_comparison_returns_rgb_image():
     image = Image.new("RGB", (64, 64), (90, 120, 200))
     heatmap = Image.new("RGB", (64, 64), (200, 60, 60))
-    out = render_comparison("a very long prompt " * 10, (image, heatmap, 0.312), (image, heatmap, 0.201))
+    out = render_comparison("a very long prompt " * 10, (image, heatmap, "cosine 0.312"), (image, heatmap, "cosine 0.201"))
     assert out.mode == "RGB"
     assert out.width >= 400 and out.height >= 400

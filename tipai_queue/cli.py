@@ -132,8 +132,8 @@ def print_summary(job_id: str, state: JobProgress) -> None:
             row.prompt if len(row.prompt) <= 48 else row.prompt[:47] + "…",
             str(row.done),
             str(row.failed) if row.failed else "",
-            "" if row.best is None else f"{row.best:.4f}",
-            "" if row.worst is None else f"{row.worst:.4f}",
+            *("" if value is None else f"P {value:.3g}" if row.by_faithfulness else f"cos {value:.4f}"
+              for value in (row.best, row.worst)),
             Path(row.comparison_path).name if row.comparison_path else "",
         )
     console.print(table)
@@ -264,7 +264,7 @@ def explain(image_id: str) -> None:
     if score is None:
         raise fail(f"image {image_id!r} has no score yet (unknown, still running, or failed)", EXIT_BAD_INPUT)
     console.print(f"{image_id}: {score.prompt!r}", highlight=False)
-    faithful = "" if score.log_faithfulness is None else f"P(as prompted) {math.exp(score.log_faithfulness):.3f}, "
+    faithful = "" if score.log_faithfulness is None else f"P(as prompted) {math.exp(score.log_faithfulness):.3g}, "
     console.print(f"{faithful}cosine {score.global_score:.3f} (score {score.global_score_01:.2f}); patch map: "
                   f"{score.method}, {score.grid}×{score.grid}", highlight=False)
     if score.explanation is None:

@@ -35,9 +35,12 @@ class PromptSummary:
     prompt: str
     done: int
     failed: int
+    # The most and least faithful image's P(as prompted), or their cosines for a prompt with no alternatives to
+    # read it against: what its pair was chosen by (workers/pairing.py).
     best: float | None
     worst: float | None
     comparison_path: str | None
+    by_faithfulness: bool
 
 
 def job_progress(job_id: str) -> JobProgress | None:
@@ -83,9 +86,10 @@ def prompt_summaries(job_id: str) -> list[PromptSummary]:
                 Prompt.prompt,
                 func.count(Score.image_id).filter(Image.status == ImageStatus.DONE),
                 func.count().filter(Image.status == ImageStatus.FAILED),
-                func.max(Score.global_score),
-                func.min(Score.global_score),
+                func.coalesce(func.exp(func.max(Score.log_faithfulness)), func.max(Score.global_score)),
+                func.coalesce(func.exp(func.min(Score.log_faithfulness)), func.min(Score.global_score)),
                 func.max(Pair.comparison_path),
+                func.count(Score.log_faithfulness) > 0,
             )
             .join(Image, (Image.job_id == Prompt.job_id) & (Image.prompt_id == Prompt.prompt_id))
             .outerjoin(Score, Score.image_id == Image.image_id)

@@ -48,8 +48,14 @@ def choose_pair(candidates: list[Candidate]) -> tuple[Candidate, Candidate] | No
     return min(candidates, key=_rank), max(candidates, key=_rank)
 
 
-# (image, heatmap overlay, score) for one side of a comparison.
-Shown = tuple[Image.Image, Image.Image, float]
+# (image, heatmap overlay, what it was ranked by) for one side of a comparison.
+Shown = tuple[Image.Image, Image.Image, str]
+
+
+def score_label(global_cosine: float, log_faithfulness: float | None) -> str:
+    if log_faithfulness is None:
+        return f"cosine {global_cosine:.3f}"
+    return f"P(as prompted) {math.exp(log_faithfulness):.3g}"
 
 
 def render_comparison(prompt: str, chosen: Shown, rejected: Shown) -> Image.Image:
@@ -65,7 +71,7 @@ def render_comparison(prompt: str, chosen: Shown, rejected: Shown) -> Image.Imag
         top, bottom = axes[0, column], axes[1, column]
         # Nearest keeps small (64×64) generations honest when enlarged to fill the panel.
         top.imshow(image.convert("RGB"), interpolation="nearest")
-        top.set_title(f"{label} ({score:.3f})", fontsize=10, fontweight="bold")
+        top.set_title(f"{label}\n{score}", fontsize=10, fontweight="bold")
         bottom.imshow(heatmap.convert("RGB"), interpolation="nearest")
         bottom.set_title("heatmap", fontsize=8)
         for ax in (top, bottom):

@@ -253,7 +253,8 @@ def pair(self, job_id: str, prompt_id: str) -> str | None:
         image, s = done[candidate.image_id]
         with PILImage.open(image.path) as handle:
             picture = handle.convert("RGB")
-        return picture, heatmaps.overlay(picture, s.patch_scores, s.grid), candidate.score
+        overlay = heatmaps.overlay(picture, s.patch_scores, s.grid)
+        return picture, overlay, pairing.score_label(s.global_score, s.log_faithfulness)
 
     prompt_text = done[chosen.image_id][0].prompt
     target = artifacts.comparison_path(settings.artifact_root, job_id, prompt_id)
