@@ -98,13 +98,13 @@ def status_html(job_id: str, views: list[ImageView], paired: bool, note: str = "
     )
     return (
         f'<div class="tipai-status">{head}{note}{failures}'
-        f"<table><tr><th>seed</th><th>stage</th><th>score</th><th>image id</th></tr>{rows}</table></div>"
+        f"<table><tr><th>seed</th><th>stage</th><th>cosine</th><th>image id</th></tr>{rows}</table></div>"
     )
 
 
 def gallery_items(views: list[ImageView]) -> list[tuple[str, str]]:
     return [
-        (v.path, f"seed {v.seed} · " + ("scoring…" if v.score is None else score_text(v)))
+        (v.path, f"seed {v.seed} · " + ("scoring…" if v.score is None else score_text(v, short=True)))
         for v in views
         if v.path is not None
     ]
@@ -146,10 +146,12 @@ def explanation_markdown(view: ImageView) -> str:
     return f"**What the scorer sees instead** (patch map: {view.method}):\n\n{lines}\n\n"
 
 
-def score_text(view: ImageView) -> str:
+def score_text(view: ImageView, short: bool = False) -> str:
     """Pairs are ranked by the faithfulness where the prompt has one, so it comes first."""
     cosine = f"cosine {view.score:.4f}"
-    return cosine if view.faithfulness is None else f"P(as prompted) {view.faithfulness:.3g} · {cosine}"
+    if view.faithfulness is None:
+        return cosine
+    return f"P {view.faithfulness:.3g}" if short else f"P(as prompted) {view.faithfulness:.3g} · {cosine}"
 
 
 def side_title(label: str, view: ImageView) -> str:
