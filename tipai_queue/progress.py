@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -86,10 +87,11 @@ def prompt_summaries(job_id: str) -> list[PromptSummary]:
                 Prompt.prompt,
                 func.count(Score.image_id).filter(Image.status == ImageStatus.DONE),
                 func.count().filter(Image.status == ImageStatus.FAILED),
-                func.coalesce(func.exp(func.max(Score.log_faithfulness)), func.max(Score.global_score)),
-                func.coalesce(func.exp(func.min(Score.log_faithfulness)), func.min(Score.global_score)),
+                func.max(Score.log_faithfulness),
+                func.min(Score.log_faithfulness),
+                func.max(Score.global_score),
+                func.min(Score.global_score),
                 func.max(Pair.comparison_path),
-                func.count(Score.log_faithfulness) > 0,
             )
             .join(Image, (Image.job_id == Prompt.job_id) & (Image.prompt_id == Prompt.prompt_id))
             .outerjoin(Score, Score.image_id == Image.image_id)
@@ -98,7 +100,14 @@ def prompt_summaries(job_id: str) -> list[PromptSummary]:
             .group_by(Prompt.prompt_id, Prompt.prompt, Prompt.position)
             .order_by(Prompt.position)
         ).all()
-    return [PromptSummary(*row) for row in rows]
+    summaries = []
+    for prompt_id, prompt, done, failed, most_faithful, least_faithful, best_cosine, worst_cosine, path in rows:
+        # exp in Python: a long prompt's log-probability can underflow, which Postgres' exp() refuses.
+        by_faithfulness = most_faithful is not None
+        best, worst = ((math.exp(most_faithful), math.exp(least_faithful)) if by_faithfulness
+                       else (best_cosine, worst_cosine))
+        summaries.append(PromptSummary(prompt_id, prompt, done, failed, best, worst, path, by_faithfulness))
+    return summaries
 
 
 def failed_images(job_id: str) -> list[tuple[str, str]]:
