@@ -241,9 +241,10 @@ def pair(self, job_id: str, prompt_id: str) -> str | None:
     if any(image.status not in ImageStatus.TERMINAL for image, _ in rows):
         return None  # another image is still on its way; its own chain or reconcile pairs later
     done = {image.image_id: (image, s) for image, s in rows if image.status == ImageStatus.DONE and s is not None}
-    choice = pairing.choose_pair(
-        [pairing.Candidate(i, image.seed, pairing.ranking_score(s.global_score, s.log_faithfulness)) for i, (image, s) in done.items()]
-    )
+    choice = pairing.choose_pair([
+        pairing.Candidate(i, image.seed, pairing.ranking_score(s.global_score, s.log_faithfulness))
+        for i, (image, s) in done.items()
+    ])
     if choice is None:
         log.warning("prompt %s/%s has fewer than two scored images; no pair", job_id, prompt_id)
         return None

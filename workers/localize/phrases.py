@@ -65,10 +65,6 @@ class Analysis:
     occlusion: np.ndarray  # (G, G) occlusion map of the prompt itself
     judgements: tuple[Judgement, ...]
 
-    @property
-    def faithfulness(self) -> float | None:
-        return None if self.log_faithfulness is None else float(np.exp(self.log_faithfulness))
-
     def cells(self) -> np.ndarray:
         present = [j for j in self.judgements if j.edit.aspect != "missing"]
         if not present:
