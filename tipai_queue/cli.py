@@ -337,6 +337,9 @@ def start_stack(flower: bool, demo: bool = False):
     console.print(f"services: {', '.join(running.services_started) or 'already running'}; "
                   f"workers: {', '.join(running.workers) or 'already running'}; "
                   f"logs in {settings.state_dir / 'logs'}", highlight=False)
+    if running.adopted:
+        console.print(f"left running by an earlier `tipai up`: {', '.join(running.adopted)} (`tipai down` stops them)",
+                      highlight=False)
     if credentials:
         console.print(f"Flower: http://{settings.flower_host}:{settings.flower_port}  "
                       f"(user {credentials[0]}, password in {settings.state_dir / 'flower-password'} "
@@ -356,6 +359,9 @@ def up(
     it all."""
     running = start_stack(flower, demo)
     if detach:
+        return
+    if not running.processes and not running.services_started:
+        console.print("the whole stack already runs; `tipai down` stops it")
         return
     console.print("running; Ctrl-C to stop")
     try:

@@ -115,13 +115,36 @@ def flower_credentials(settings: Settings) -> tuple[str, str]:
     return settings.flower_user or "tipai", stored.read_text().strip()
 
 
+def record_path(settings: Settings) -> Path:
+    return settings.state_dir / "stack.json"
+
+
+def recorded_processes(settings: Settings) -> dict[str, int]:
+    """The processes an earlier `tipai up` (detached or in another terminal) recorded and that still run."""
+    record = record_path(settings)
+    if not record.exists():
+        return {}
+    pids = json.loads(record.read_text()).get("pids", {})
+    return {name: pid for name, pid in pids.items() if _alive(pid) and _leads_its_group(pid)}
+
+
+def _leads_its_group(pid: int) -> bool:
+    # Each process is started in a session of its own; a recycled pid almost never leads its group.
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
 @dataclass
 class Stack:
-    """Processes this command started; stopping them is the caller's job (`stop`, or `tipai down`)."""
+    """Processes this command started, beside those an earlier `tipai up` left running (``adopted``: kept in the
+    record so that `tipai down` still finds them, never stopped by `stop`)."""
 
     settings: Settings
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     services_started: list[str] = field(default_factory=list)
+    adopted: dict[str, int] = field(default_factory=dict)
 
     @property
     def workers(self) -> list[str]:
@@ -129,7 +152,7 @@ class Stack:
 
     @property
     def record(self) -> Path:
-        return self.settings.state_dir / "stack.json"
+        return record_path(self.settings)
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         logs = self.settings.state_dir / "logs"
@@ -144,38 +167,45 @@ class Stack:
         return proc
 
     def start_workers(self) -> None:
+        """One generation worker per GPU (one on the CPU without) and the CPU worker, but for those still running."""
         gpus = gpu_count()
         for index in range(max(gpus, 1)):
             name = f"gpu{index}" if gpus else "gen0"
             env = {"CUDA_VISIBLE_DEVICES": str(index)} if gpus else {}
-            self.spawn(name, worker_command("gpu", f"{name}@%h", 1), env)
-        self.spawn(
-            "cpu",
-            worker_command("cpu", "cpu@%h", self.settings.worker_concurrency_cpu, self.settings.state_dir / "beat-schedule"),
-        )
+            if name not in self.adopted:
+                self.spawn(name, worker_command("gpu", f"{name}@%h", 1), env)
+        if "cpu" not in self.adopted:
+            beat_schedule = self.settings.state_dir / "beat-schedule"
+            self.spawn("cpu", worker_command("cpu", "cpu@%h", self.settings.worker_concurrency_cpu, beat_schedule))
 
     def start_flower(self) -> tuple[str, str]:
+        """Flower, unless an earlier `tipai up` runs one (a second would only fail to bind the port)."""
         user, password = flower_credentials(self.settings)
-        self.spawn("flower", flower_command(self.settings, user, password))
+        if "flower" not in self.adopted:
+            self.spawn("flower", flower_command(self.settings, user, password))
         return user, password
 
     def start_demo(self) -> str:
         """The demo page, in its own process: it reads rows and files and never loads a model. Returns its URL."""
-        self.spawn("demo", [sys.executable, "-m", "frontend"])
+        if "demo" not in self.adopted:
+            self.spawn("demo", [sys.executable, "-m", "frontend"])
         return f"http://{self.settings.demo_host}:{self.settings.demo_port}"
 
     def save(self) -> None:
         self.record.parent.mkdir(parents=True, exist_ok=True)
-        self.record.write_text(
-            json.dumps({"pids": {n: p.pid for n, p in self.processes.items()}, "services": self.services_started})
-        )
+        pids = self.adopted | {n: p.pid for n, p in self.processes.items()}
+        self.record.write_text(json.dumps({"pids": pids, "services": self.services_started}))
 
     def stop(self) -> None:
         stop_pids({n: p.pid for n, p in self.processes.items()})
         for proc in self.processes.values():
             proc.wait(timeout=5)
         stop_services(self.settings, self.services_started)
-        self.record.unlink(missing_ok=True)
+        self.processes.clear()
+        if self.adopted:
+            self.save()
+        else:
+            self.record.unlink(missing_ok=True)
 
 
 def stop_pids(pids: dict[str, int]) -> None:
@@ -212,7 +242,7 @@ def _alive(pid: int) -> bool:
 
 def down(settings: Settings) -> list[str]:
     """Stop what a detached `tipai up` recorded, then the local servers in the state folder."""
-    record = settings.state_dir / "stack.json"
+    record = record_path(settings)
     stopped = []
     if record.exists():
         saved = json.loads(record.read_text())
@@ -225,7 +255,7 @@ def down(settings: Settings) -> list[str]:
 
 
 def start(settings: Settings, flower: bool = True, demo: bool = False) -> tuple[Stack, tuple[str, str] | None]:
-    stack = Stack(settings)
+    stack = Stack(settings, adopted=recorded_processes(settings))
     stack.services_started = ensure_services(settings)
     migrate()
     from tipai_queue.workers_alive import missing_queues
