@@ -45,10 +45,17 @@ def write(tmp_path, content, name="batch.json"):
         (["a dog"], ("--seeds", "1.5"), "whole number"),
         (["a dog"], ("--images", "0"), "between 1 and 64"),
         (b"\xff\xfe not utf8", (), "not UTF-8"),
+        (["a dog"], ("--seeds", "5-1"), "runs backwards"),
+        ("folder", (), "is a folder"),
     ],
 )
 def test_bad_batches_fail_cleanly(tmp_path, nothing_changes, content, args, message):
-    path = tmp_path / "missing.json" if content is None else write(tmp_path, content)
+    if content is None:
+        path = tmp_path / "missing.json"
+    elif content == "folder":
+        path = tmp_path
+    else:
+        path = write(tmp_path, content)
     result = tipai("submit", str(path), *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in " ".join(result.stderr.split()), result.stderr
@@ -60,3 +67,16 @@ def test_unreachable_service_is_named(tmp_path, nothing_changes, which):
     result = tipai("submit", str(write(tmp_path, ["a dog"])), env={which: dead[which]})
     assert result.returncode == 3
     assert "127.0.0.1:1" in result.stderr and "does not answer" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("jobs",), ("cancel", "nojob"), ("reconcile",), ("status", "nojob"), ("explain", "x")])
+def test_commands_name_a_database_that_does_not_answer(command):
+    result = tipai(*command, env={"TIPAI_DATABASE_URL": "postgresql+psycopg://tipai@127.0.0.1:1/tipai"})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "127.0.0.1:1" in result.stderr and "does not answer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_jobs_limit_must_be_positive(stack_services):
+    result = tipai("jobs", "--limit", "-1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr

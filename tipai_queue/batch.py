@@ -112,6 +112,8 @@ def parse_entries(raw: object) -> list | str:
 
 
 def read_entries(path: Path) -> list:
+    if path.is_dir():
+        raise BatchError([f"{path}: is a folder; give the batch file in it"])
     if not path.is_file():
         raise BatchError([f"{path}: no such file"])
     size = path.stat().st_size

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,22 @@ def read_database(query, *args):
         raise fail(f"database {db.redact(get_settings().database_url)} does not answer ({exc})", EXIT_SERVICE) from None
 
 
+@contextmanager
+def servers_answering() -> Iterator[None]:
+    """For commands that talk to both servers: one that does not answer ends the command with one line naming it
+    (its URL redacted) and exit 3, not a driver's traceback."""
+    from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    settings = get_settings()
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise fail(f"broker {db.redact(settings.broker_url)} does not answer ({exc})", EXIT_SERVICE) from None
+    except (OperationalError, InterfaceError) as exc:
+        raise fail(f"database {db.redact(settings.database_url)} does not answer ({exc.orig})", EXIT_SERVICE) from None
+
+
 def parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -53,6 +70,8 @@ def parse_seeds(text: str | None) -> list[int] | None:
             low, high = (int(end) for end in part.split("-", 1)) if "-" in part[1:] else (int(part), int(part))
         except ValueError:
             raise BatchError([f"--seeds: {part!r} is not a whole number or a range like 0-3"]) from None
+        if high < low:
+            raise BatchError([f"--seeds: range {part} runs backwards; write it low-high, like {high}-{low}"])
         if high - low >= MAX_SEEDS_PER_PROMPT:  # refuse before building a list of a billion seeds
             raise BatchError([f"--seeds: range {part} holds {high - low + 1} seeds; at most {MAX_SEEDS_PER_PROMPT}"])
         seeds.extend(range(low, high + 1))
@@ -228,7 +247,8 @@ def cancel(job_id: str) -> None:
     from tipai_queue.cancel import NoSuchJob, cancel_job
 
     try:
-        result = cancel_job(job_id, get_settings())
+        with servers_answering():
+            result = cancel_job(job_id, get_settings())
     except NoSuchJob:
         raise fail(f"no job {job_id!r}", EXIT_BAD_INPUT) from None
     if result.already:
@@ -248,7 +268,8 @@ def reconcile(
     """Enqueue jobs a dead submitter left, requeue stuck images, pair prompts a lost chord callback left unpaired."""
     from tipai_queue.reconcile import reconcile_once
 
-    report = reconcile_once(get_settings(), stuck_after)
+    with servers_answering():
+        report = reconcile_once(get_settings(), stuck_after)
     console.print(
         f"jobs enqueued: {report.jobs_enqueued}, images requeued: {report.images_requeued}, "
         f"prompts sent to pairing: {report.prompts_paired}"
@@ -285,14 +306,14 @@ def migrate() -> None:
 
 
 @app.command()
-def jobs(limit: Annotated[int, typer.Option(help="How many recent jobs.")] = 20) -> None:
+def jobs(limit: Annotated[int, typer.Option(min=1, help="How many recent jobs.")] = 20) -> None:
     """Recent jobs and how far each has got."""
     from tipai_queue.progress import recent_jobs
 
     table = Table()
     for column in ("job", "created", "preset", "prompts", "images", "done", "failed", "pairs", "source"):
         table.add_column(column)
-    for job, state in recent_jobs(limit):
+    for job, state in read_database(recent_jobs, limit):
         table.add_row(
             job.job_id, f"{job.created_at:%Y-%m-%d %H:%M}", job.preset, str(job.n_prompts), str(job.n_images),
             str(state.heatmaps), str(state.failed), str(state.pairs), job.source or "",
