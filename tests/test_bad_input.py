@@ -46,6 +46,10 @@ def write(tmp_path, content, name="batch.json"):
         (["a dog"], ("--images", "0"), "between 1 and 64"),
         (b"\xff\xfe not utf8", (), "not UTF-8"),
         (["a dog"], ("--seeds", "5-1"), "runs backwards"),
+        (["a dog"], ("--scorer", "garbage"), "must look like ARCH@PRETRAINED"),
+        (["a dog"], ("--scorer", "ViT-B-32@"), "must look like ARCH@PRETRAINED"),
+        (["a dog"], ("--scorer", "NoSuchArch@openai"), "'NoSuchArch' is not known to open_clip"),
+        (["a dog"], ("--generator", "not a model!"), "neither a Hugging Face model id"),
         ("folder", (), "is a folder"),
     ],
 )
@@ -80,3 +84,17 @@ def test_commands_name_a_database_that_does_not_answer(command):
 def test_jobs_limit_must_be_positive(stack_services):
     result = tipai("jobs", "--limit", "-1")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_model_path_missing_here_is_a_warning_not_an_error(tmp_path):
+    """The workers may have folders the submitter does not (docker-compose mounts models into workers only)."""
+    from tipai_queue.model_specs import generator_problem, missing_here, scorer_problem
+
+    folder, checkpoint = tmp_path / "sd", tmp_path / "clip.safetensors"
+    assert generator_problem(str(folder)) is None and scorer_problem(f"ViT-B-32@{checkpoint}") is None
+    assert missing_here(str(folder), f"ViT-B-32@{checkpoint}") == [str(folder), str(checkpoint)]
+    folder.mkdir()
+    checkpoint.touch()
+    assert missing_here(str(folder), f"ViT-B-32@{checkpoint}") == []
+    assert missing_here("stabilityai/sd-turbo", "ViT-B-32@openai") == []
+    assert scorer_problem("tipai-mini-clip@builtin") is None  # the project's own architectures count too

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tipai_queue.fingerprint import weights_fingerprint
+from tipai_queue.model_specs import generator_problem, scorer_problem
 from tipai_queue.presets import get_preset
 from tipai_queue.settings import Settings
 from workers.localize import check_method
@@ -192,9 +193,10 @@ def build_options(
         check_method(method)
     except ValueError as exc:
         errors.append(str(exc))
+    generator, scorer = generator or chosen.generator, scorer or chosen.scorer
+    errors += [problem for problem in (generator_problem(generator), scorer_problem(scorer)) if problem]
     if errors:
         raise BatchError(errors)
-    generator, scorer = generator or chosen.generator, scorer or chosen.scorer
     return JobOptions(
         preset=chosen.name,
         generator=generator,

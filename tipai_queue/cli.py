@@ -170,11 +170,16 @@ def print_summary(job_id: str, state: JobProgress) -> None:
 
 def read_batch(batch_file: Path, seeds: str | None, **options) -> Batch:
     """The whole batch and its options, validated; bad input ends the command with every problem listed."""
+    from tipai_queue.model_specs import missing_here
+
     settings = get_settings()
     try:
-        return load_batch(batch_file, build_options(settings, seeds=parse_seeds(seeds), **options), settings)
+        batch = load_batch(batch_file, build_options(settings, seeds=parse_seeds(seeds), **options), settings)
     except BatchError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT) from None
+    for path in missing_here(batch.options.generator, batch.options.scorer):
+        err.print(f"[yellow]warning:[/] {path} is not on this machine; the workers must have it", highlight=False)
+    return batch
 
 
 @app.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -12,12 +11,10 @@ from huggingface_hub import constants as hub_constants
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from tipai_queue.model_specs import BUILTIN_TINY_SD, HUB_ID
 from workers.devices import dtype_for
 from workers.errors import ModelUnavailable
 from workers.tiny import ensure_tiny_sd
-
-BUILTIN_TINY_SD = "builtin:tiny-sd"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 class Generator:
@@ -85,7 +82,7 @@ def load_generator(spec: str, device: str, models_dir: Path) -> Generator:
         pipe = _from_pretrained(ensure_tiny_sd(models_dir), device, local_files_only=True)
     elif Path(spec).expanduser().is_dir():
         pipe = _from_pretrained(Path(spec).expanduser(), device, local_files_only=True)
-    elif _HUB_ID.match(spec):
+    elif HUB_ID.match(spec):
         pipe = _load_from_hub(spec, device)
     else:
         raise ModelUnavailable(f"generator {spec!r} is neither a local folder nor a Hugging Face model id")
