@@ -211,6 +211,9 @@ def submit(
         raise fail(str(exc), EXIT_SERVICE) from None
     if result.created:
         console.print(f"job {result.job_id}: {result.n_prompts} prompts × {len(batch.options.seeds)} seeds = {result.n_images} images queued")
+    elif read_database(job_progress, result.job_id).cancelled:
+        console.print(f"job {result.job_id} was submitted before with the same prompts and settings, and cancelled; "
+                      "--force runs it again as a new job", highlight=False)
     else:
         console.print(f"job {result.job_id} was submitted before with the same prompts and settings; reusing it (--force to run again)")
     console.print(f"job_id={result.job_id}", highlight=False)
@@ -315,15 +318,19 @@ def jobs(limit: Annotated[int, typer.Option(min=1, help="How many recent jobs.")
     """Recent jobs and how far each has got."""
     from tipai_queue.progress import recent_jobs
 
+    rows = read_database(recent_jobs, limit)
     table = Table()
-    for column in ("job", "created", "preset", "prompts", "images", "done", "failed", "pairs", "source"):
+    table.add_column("job", no_wrap=True)  # ids are what the other commands take: never cut one short
+    for column in ("created", "preset", "prompts", "images", "done", "failed", "pairs", "state", "source"):
         table.add_column(column)
-    for job, state in read_database(recent_jobs, limit):
+    for job, state in rows:
         table.add_row(
             job.job_id, f"{job.created_at:%Y-%m-%d %H:%M}", job.preset, str(job.n_prompts), str(job.n_images),
-            str(state.heatmaps), str(state.failed), str(state.pairs), job.source or "",
+            str(state.heatmaps), str(state.failed), str(state.pairs),
+            "cancelled" if state.cancelled else "finished" if state.finished else "running", job.source or "",
         )
-    console.print(table)
+    # Piped output has no width to fit; rich would assume 80 columns and cut every cell short.
+    (console if console.is_terminal else Console(width=400)).print(table)
 
 
 @app.command()

@@ -32,7 +32,9 @@ def test_cancel_purges_queued_messages_of_that_job_only(faults):
     again = faults.tipai("cancel", doomed)
     assert again.returncode == 0 and "already cancelled" in again.stdout
     resubmitted = faults.tipai("submit", str(faults.state / "cancel-a.json"), "--seeds", "0,1")
-    assert resubmitted.returncode == 0 and "submitted before" in resubmitted.stdout
+    assert resubmitted.returncode == 0 and "and cancelled; --force runs it again" in " ".join(resubmitted.stdout.split())
+    listed = faults.tipai("jobs")  # piped, so rich lays the table out in 80 columns
+    assert any(doomed in line and "cancelled" in line for line in listed.stdout.splitlines()), listed.stdout
     assert len(faults.queued_args()) == 2  # a cancelled job is never enqueued again
     unknown = faults.tipai("cancel", "jnothere")
     assert unknown.returncode == 2 and "no job 'jnothere'" in unknown.stderr
