@@ -103,6 +103,11 @@ def test_status_reports_a_finished_job(finished_job):
     result = tipai("status", finished_job)
     assert result.returncode == 0
     assert "6/6 images done, 0 failed, 3 pairs" in result.stdout
+    from tipai_queue.settings import get_settings
+
+    out = get_settings().artifact_root / finished_job
+    for folder in ("images", "heatmaps", "pairs"):
+        assert f"{folder + ':':<9} {out / folder}" in result.stdout
 
 
 def test_reconcile_pairs_a_prompt_whose_chord_callback_was_lost(finished_job, workers):

@@ -160,12 +160,11 @@ def print_summary(job_id: str, state: JobProgress) -> None:
         undone = state.n_images - state.heatmaps - state.failed
         console.print(f"[yellow]job cancelled[/]; {undone} image(s) left undone", highlight=False)
     out = settings.artifact_root / job_id
-    console.print(
-        f"{state.heatmaps}/{state.n_images} images done, {state.failed} failed, {state.pairs} pairs.\n"
-        f"images:   {out / 'images'}\nheatmaps: {out / 'heatmaps'}\npairs:    {out / 'pairs'}\n"
-        f"database: {db.redact(settings.database_url)} (tables jobs, prompts, images, scores, pairs)",
-        highlight=False,
-    )
+    # Only folders that hold something: a job whose every image failed has none.
+    folders = [f"{name + ':':<9} {out / name}" for name in ("images", "heatmaps", "pairs") if (out / name).is_dir()]
+    lines = [f"{state.heatmaps}/{state.n_images} images done, {state.failed} failed, {state.pairs} pairs.", *folders,
+             f"database: {db.redact(settings.database_url)} (tables jobs, prompts, images, scores, pairs)"]
+    console.print("\n".join(lines), highlight=False)
 
 
 def read_batch(batch_file: Path, seeds: str | None, **options) -> Batch:

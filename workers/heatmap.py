@@ -2,8 +2,8 @@
 
 Colours are scaled per image: CLIP patch cosines sit in a narrow band (about 0.1 to 0.35), so a fixed
 0..1 scale would paint every image one colour. Scaled to its own range, a map shows where an image is
-weakest relative to itself; the legend states the real cosines at both ends so nobody reads red as
-"absolutely bad".
+weakest relative to itself; the legend states the map's real values at both ends (cosines for the grid method,
+each other method's own unit) so nobody reads red as "absolutely bad".
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def render_heatmap(
     outline_lowest: bool = True,
     unit: str = "cos",
 ) -> Image.Image:
-    """A figure of the heatmap overlay with a legend giving the real cosines at its ends."""
+    """A figure of the heatmap overlay with a legend giving the map's real values at its ends."""
     cells = cells_grid(patch_cosines, grid)
     display = enlarge_for_display(image)
     shown = overlay(display, patch_cosines, grid)

@@ -147,6 +147,7 @@ def test_unwritable_artifact_folder_fails_the_image_with_a_reason(faults, recove
     status = faults.tipai("status", job, "--errors")
     squeezed = "".join(status.stdout.split())  # the table wraps long lines anywhere
     assert "itisnotafolder" in squeezed and "0/2imagesdone,2failed" in squeezed
+    assert "heatmaps:" not in status.stdout and "pairs:" not in status.stdout  # no folder that does not exist
     recovery_times["artifact folder unwritable"] = {"images_failed_after_start_s": failed_s}
 
 
