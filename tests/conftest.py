@@ -16,19 +16,19 @@ from tipai_queue import services
 from tipai_queue.stack import private_env
 
 STATE = Path(tempfile.mkdtemp(prefix="tipai-test-", dir="/var/tmp"))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    STATE.chmod(0o755)  # the postgres system user must reach its data folder when tests run as root
-    os.environ.update(
-        private_env(STATE),
-        TIPAI_PRESET="tiny",
-        TIPAI_DEVICE="cpu",
-        TIPAI_MODEL_CACHE_DIR=str(Path(tempfile.gettempdir()) / "tipai-test-models"),
-        # The reconcile tests run it by hand; a periodic run in between would do their work first.
-        TIPAI_RECONCILE_EVERY_S="3600",
-        HF_HUB_OFFLINE="1",
-    )
+STATE.chmod(0o755)  # the postgres system user must reach its data folder when tests run as root
+# Set on import, not in pytest_configure: pytest imports the conftest of every folder named on its command line
+# (`pytest tests/faults/test_cancel.py`) before configuring, and an import there that reads the settings would
+# cache the defaults, the user's own stack in .tipai/, instead of these.
+os.environ.update(
+    private_env(STATE),
+    TIPAI_PRESET="tiny",
+    TIPAI_DEVICE="cpu",
+    TIPAI_MODEL_CACHE_DIR=str(Path(tempfile.gettempdir()) / "tipai-test-models"),
+    # The reconcile tests run it by hand; a periodic run in between would do their work first.
+    TIPAI_RECONCILE_EVERY_S="3600",
+    HF_HUB_OFFLINE="1",
+)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
