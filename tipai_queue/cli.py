@@ -36,18 +36,10 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def read_database(query, *args):
-    """Run a read for a command; a database that does not answer ends the command with its (redacted) URL."""
-    try:
-        return query(*args)
-    except Exception as exc:  # any driver error means the same thing to the user here
-        raise fail(f"database {db.redact(get_settings().database_url)} does not answer ({exc})", EXIT_SERVICE) from None
-
-
 @contextmanager
 def servers_answering() -> Iterator[None]:
-    """For commands that talk to both servers: one that does not answer ends the command with one line naming it
-    (its URL redacted) and exit 3, not a driver's traceback."""
+    """A server that does not answer ends the command with one line naming it (its URL redacted) and exit 3, not a
+    driver's traceback."""
     from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -58,6 +50,11 @@ def servers_answering() -> Iterator[None]:
         raise fail(f"broker {db.redact(settings.broker_url)} does not answer ({exc})", EXIT_SERVICE) from None
     except (OperationalError, InterfaceError) as exc:
         raise fail(f"database {db.redact(settings.database_url)} does not answer ({exc.orig})", EXIT_SERVICE) from None
+
+
+def read_database(query, *args):
+    with servers_answering():
+        return query(*args)
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
