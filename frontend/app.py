@@ -71,15 +71,18 @@ def _clean_batch_errors(exc: BatchError) -> str:
     return "; ".join(re.sub(r"^(prompt 1( \([^)]*\))?: |--)", "", error) for error in exc.errors)
 
 
-def status_html(job_id: str, views: list[ImageView], paired: bool, note: str = "") -> str:
+def status_html(job_id: str, views: list[ImageView], paired: bool, note: str = "", prompt: str | None = None) -> str:
     counts = {
         "generated": sum(v.path is not None for v in views),
         "scored": sum(v.score is not None for v in views),
         "heatmaps": sum(v.heatmap_path is not None for v in views),
     }
     n = len(views)
+    # The prompt box may already hold the next prompt: name the one these results belong to.
     head = (
-        f"<b>job {html.escape(job_id)}</b> · "
+        f"<b>job {html.escape(job_id)}</b>"
+        + ("" if prompt is None else f" for <i>{html.escape(prompt)}</i>")
+        + " · "
         + " · ".join(f"{count}/{n} {name}" for name, count in counts.items())
         + f" · pair: {'ready' if paired else 'waiting'}"
     )
@@ -102,6 +105,12 @@ def status_html(job_id: str, views: list[ImageView], paired: bool, note: str = "
     )
 
 
+def no_pair_reason(views: list[ImageView]) -> str:
+    if len(views) < 2:
+        return "a pair needs two images, and this prompt asked for one"
+    return "fewer than two images succeeded"
+
+
 def gallery_items(views: list[ImageView]) -> list[tuple[str, str]]:
     return [
         (v.path, f"seed {v.seed} · " + ("scoring…" if v.score is None else score_text(v, short=True)))
@@ -111,7 +120,7 @@ def gallery_items(views: list[ImageView]) -> list[tuple[str, str]]:
 
 
 def grid_html(patch_scores: list[float], grid: int, weak: set[tuple[int, int]]) -> str:
-    """The G×G cosines as a table coloured like the heatmap; hover a cell for its name."""
+    """The G×G map values as a table coloured like the heatmap; hover a cell for its name."""
     cells = cells_grid(patch_scores, grid)
     shades = normalise(cells)
     body = []
@@ -133,7 +142,8 @@ def analysis_outputs(view: ImageView) -> tuple[str, str]:
     """(markdown, grid table) for one image's patch scores."""
     analysis = regions.analyse(view.patch_scores, view.grid)
     weak = {(cell.row, cell.col) for cell in analysis.weakest}
-    return explanation_markdown(view) + regions.describe(analysis), grid_html(view.patch_scores, view.grid, weak)
+    described = regions.describe(analysis, view.method or "grid")
+    return explanation_markdown(view) + described, grid_html(view.patch_scores, view.grid, weak)
 
 
 def explanation_markdown(view: ImageView) -> str:
@@ -203,8 +213,10 @@ class GeneratePanel:
     def cleared(self, message: str) -> dict:
         return {self.status: message, self.gallery: [], self.result: gr.update(visible=False)}
 
-    def values(self, job_id: str, views: list[ImageView], pair: PairView | None, note: str) -> dict:
-        shown = {self.status: status_html(job_id, views, pair is not None, note), self.gallery: gallery_items(views)}
+    def values(self, job_id: str, prompt: str, views: list[ImageView], pair: PairView | None, note: str) -> dict:
+        shown = {
+            self.status: status_html(job_id, views, pair is not None, note, prompt), self.gallery: gallery_items(views)
+        }
         if pair is not None:
             analysis, table = analysis_outputs(pair.rejected)
             shown |= {
@@ -220,11 +232,10 @@ class GeneratePanel:
         return shown
 
 
-def generate(
-    panel: GeneratePanel, prompt: str | None, images: float, seeds: str | None, preset: str, grid: float, method: str
-) -> Iterator[dict]:
-    """Validate, submit, then stream the job's rows until it is finished (pair written, or nothing left to pair)."""
-    settings = get_settings()
+def validated_batch(
+    settings: Settings, prompt: str | None, images: float, seeds: str | None, preset: str, grid: float, method: str
+):
+    """The one-prompt batch the form describes; bad input is a gr.Error naming every problem."""
     seeds = (seeds or "").strip()  # an untouched textbox arrives as None
     try:
         # A slider's step is not enforced on what an API client sends; 2.5 would silently become 2 images.
@@ -240,9 +251,23 @@ def generate(
             grid=int(grid),
             method=method,
         )
-        batch = batch_from_prompts([prompt or ""], options, settings, source="demo")
+        return batch_from_prompts([prompt or ""], options, settings, source="demo")
     except BatchError as exc:
         raise gr.Error(f"Cannot submit: {_clean_batch_errors(exc)}", duration=None) from None
+
+
+def check_form(*form) -> None:
+    """The page's first step: refused input raises here, where it marks no output component, so the previous
+    job's results stay readable beside the message (`generate` checks again for API clients, who call it alone)."""
+    validated_batch(get_settings(), *form)
+
+
+def generate(
+    panel: GeneratePanel, prompt: str | None, images: float, seeds: str | None, preset: str, grid: float, method: str
+) -> Iterator[dict]:
+    """Validate, submit, then stream the job's rows until it is finished (pair written, or nothing left to pair)."""
+    settings = get_settings()
+    batch = validated_batch(settings, prompt, images, seeds, preset, grid, method)
     try:
         check_services(settings)
         missing = missing_queues()
@@ -287,7 +312,7 @@ def generate(
             )
         if state.finished:
             if pair is None:
-                note += _error_box("The job finished without a best/worst pair: fewer than two images succeeded.")
+                note += _error_box(f"The job finished without a best/worst pair: {no_pair_reason(views)}.")
             else:
                 note += f"<br>finished in {now - started:.1f} s"
         elif now - started > FOLLOW_LIMIT_S:
@@ -296,7 +321,7 @@ def generate(
                 f"The job goes on: find job {job_id} under Browse later.",
                 "warning",
             )
-        update = panel.values(job_id, views, pair, note)
+        update = panel.values(job_id, batch.prompts[0].prompt, views, pair, note)
         if pair is not None and panel.result not in sent:
             update[panel.result] = gr.update(visible=True)
         changed = {component: value for component, value in update.items() if sent.get(component) != value}
@@ -356,7 +381,7 @@ def open_prompt(key: str | None) -> tuple[dict, str, list, dict, str | None, str
     if pair is None:
         settled = all(v.status in ImageStatus.TERMINAL for v in views)
         note = _error_box(
-            "No best/worst pair: fewer than two images succeeded." if settled else "Still running; no pair yet.",
+            f"No best/worst pair: {no_pair_reason(views)}." if settled else "Still running; no pair yet.",
             "warning",
         )
         return shown, status_html(job_id, views, False, note), items, hidden, None, "", ""
@@ -398,9 +423,12 @@ def build(settings: Settings) -> gr.Blocks:
                 panel = GeneratePanel()
                 inputs = [prompt, images, seeds, preset, grid, method]
                 # One named endpoint for the button and Enter, so API clients (and the load benchmark) call /generate.
+                # A press while a job is followed runs once that one is done, instead of being dropped unseen (the
+                # default trigger mode, "once", ignores presses while the event is pending, and says nothing).
                 gr.on(
-                    [go.click, prompt.submit], partial(generate, panel), inputs, panel.outputs,
-                    api_name="generate",
+                    [go.click, prompt.submit], check_form, inputs, None, api_name=False, trigger_mode="multiple"
+                ).success(
+                    partial(generate, panel), inputs, panel.outputs, api_name="generate", trigger_mode="always_last"
                 )
             with gr.Tab("Browse", id="browse") as browse:
                 with gr.Row():

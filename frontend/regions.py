@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean, pstdev
 
+from workers.heatmap import UNITS
 from workers.regions import cell_name
 
 
@@ -46,11 +47,13 @@ def analyse(patch_scores: list[float], grid: int, count: int = 3) -> PatchAnalys
     return PatchAnalysis(grid=grid, mean=mean, sd=sd, weakest=weakest)
 
 
-def describe(analysis: PatchAnalysis) -> str:
-    """Markdown for a person: the weakest regions first, then what the numbers are relative to."""
+def describe(analysis: PatchAnalysis, method: str = "grid") -> str:
+    """Markdown for a person: the weakest regions first, then what the numbers are relative to (in the unit of the
+    localization method that made the map: only `grid` and `dense` maps hold cosines)."""
+    unit = UNITS.get(method, "value")
     first, *others = analysis.weakest
     lines = [
-        f"**Weakest region: {first.name}** (row {first.row + 1}, column {first.col + 1}): cosine {first.value:.3f}, "
+        f"**Weakest region: {first.name}** (row {first.row + 1}, column {first.col + 1}): {unit} {first.value:.3f}, "
         f"{first.below_mean:.3f} below this image's mean of {analysis.mean:.3f} ({first.below_sd:.1f} SD).",
     ]
     if others:
@@ -63,8 +66,8 @@ def describe(analysis: PatchAnalysis) -> str:
         ]
     lines.append("")
     lines.append(
-        f"These are the parts of the picture whose CLIP embedding agrees least with the prompt, on a "
-        f"{analysis.grid}×{analysis.grid} grid. Cells are compared with the image's own mean because patch cosines "
+        f"These are the parts of the picture that agree least with the prompt by the `{method}` map ({unit}), on a "
+        f"{analysis.grid}×{analysis.grid} grid. Cells are compared with the image's own mean because a map's values "
         "sit in a narrow band; the heatmap uses the same per-image scale."
     )
     return "\n".join(lines)

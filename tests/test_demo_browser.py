@@ -194,6 +194,18 @@ def test_two_users_generate_and_see_best_worst_and_patch_analysis(demos, browser
         page.context.close()
 
 
+def test_a_press_while_a_job_is_followed_runs_next_instead_of_being_dropped(demos, page):
+    before = counts()["jobs"]
+    generate(page, demos["url"], "a red ball on the grass", seeds="0,1")
+    status = page.locator("#status")
+    status.get_by_text("a red ball on the grass").wait_for(timeout=15_000)
+    page.get_by_label("Prompt", exact=True).fill("a blue box on the sand")
+    page.locator("#generate").click()
+    # Followed to its end, so that no later test sees its rows still arriving.
+    status.filter(has_text="a blue box on the sand").filter(has_text="finished in").wait_for(timeout=120_000)
+    assert counts()["jobs"] == before + 2
+
+
 def test_empty_prompt_is_refused_in_the_page(demos, page):
     before = counts()
     generate(page, demos["url"], "   ")

@@ -4,6 +4,8 @@ Strange but legitimate text goes through untouched. The page's browser test cove
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -83,9 +85,10 @@ def test_emoji_and_right_to_left_prompts_make_a_job(client, prompt):
     from tipai_queue.models import Job, Prompt
 
     before = counts()
-    # One seed keeps it short; with a single image the job ends without a pair, which the page says.
+    # One seed keeps it short; with a single image the job ends without a pair, and the page says why.
     status = generate(client, prompt, seeds="3")[0]
-    assert "fewer than two images succeeded" in status
+    assert "a pair needs two images, and this prompt asked for one" in status
+    assert f"for <i>{html.escape(prompt)}</i>" in status  # the results name their prompt
     job_id = status.split("<b>job ", 1)[1].split("</b>", 1)[0]
     assert counts(job_id) == {"jobs": 1, "prompts": 1, "images": 1, "scores": 1, "pairs": 0}
     assert counts()["jobs"] == before["jobs"] + 1

@@ -43,6 +43,8 @@ def test_weakest_cells_are_ranked_against_the_images_own_mean():
     text = describe(analysis)
     assert text.startswith("**Weakest region: bottom centre** (row 7, column 4)")
     assert "top-left" in text
+    assert "cos 0.100" in text
+    assert "z 0.100" in describe(analysis, "multiscale")  # only grid and dense maps hold cosines
 
 
 def test_a_flat_map_has_no_spread_and_wrong_sizes_are_refused():
