@@ -32,12 +32,14 @@ def get(url: str, auth: tuple[str, str] | None = None):
 
 @pytest.fixture(scope="module")
 def flower(workers, stack_services, tmp_path_factory):
-    from tipai_queue.stack import flower_command
+    from tipai_queue.stack import flower_command, flower_env
 
     settings = stack_services.model_copy(update={"flower_port": services.free_port()})
     log = tmp_path_factory.mktemp("flower") / "flower.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(flower_command(settings, USER, PASSWORD), stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+        proc = subprocess.Popen(
+            flower_command(settings), stdout=out, stderr=subprocess.STDOUT, env=os.environ | flower_env(USER, PASSWORD)
+        )
     base = f"http://{settings.flower_host}:{settings.flower_port}"
     deadline = time.monotonic() + 60
     while not services.port_open(settings.flower_port):

@@ -70,7 +70,7 @@ def test_every_artifact_path_is_inside_the_root_or_refused(tmp_path_factory, job
 
 
 def test_flower_listens_on_loopback_with_a_password_by_default(tmp_path, monkeypatch):
-    from tipai_queue.stack import flower_command, flower_credentials
+    from tipai_queue.stack import flower_command, flower_credentials, flower_env
 
     for name in ("TIPAI_FLOWER_HOST", "TIPAI_FLOWER_USER", "TIPAI_FLOWER_PASSWORD", "TIPAI_DEMO_HOST"):
         monkeypatch.delenv(name, raising=False)
@@ -78,8 +78,9 @@ def test_flower_listens_on_loopback_with_a_password_by_default(tmp_path, monkeyp
     assert settings.flower_host == "127.0.0.1" and settings.demo_host == "127.0.0.1"
     user, password = flower_credentials(settings)
     assert len(password) >= 16 and (tmp_path / "flower-password").stat().st_mode & 0o077 == 0
-    command = flower_command(settings, user, password)
-    assert "--address=127.0.0.1" in command and f"--basic-auth={user}:{password}" in command
+    command = flower_command(settings)
+    assert "--address=127.0.0.1" in command and not any(password in part for part in command)  # not in `ps`
+    assert flower_env(user, password) == {"FLOWER_BASIC_AUTH": f"{user}:{password}"}
     assert flower_credentials(settings) == (user, password)  # stable across restarts
 
 

@@ -95,11 +95,17 @@ def worker_command(queue: str, name: str, concurrency: int, beat_schedule: Path 
     return cmd
 
 
-def flower_command(settings: Settings, user: str, password: str) -> list[str]:
+def flower_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "tipai_queue.celery_app", "flower",
-        f"--address={settings.flower_host}", f"--port={settings.flower_port}", f"--basic-auth={user}:{password}",
+        f"--address={settings.flower_host}", f"--port={settings.flower_port}",
     ]
+
+
+def flower_env(user: str, password: str) -> dict[str, str]:
+    """Flower reads its options from FLOWER_* variables too: there the password stays out of `ps`, which any user
+    of the machine can read, unlike another user's environment."""
+    return {"FLOWER_BASIC_AUTH": f"{user}:{password}"}
 
 
 def flower_credentials(settings: Settings) -> tuple[str, str]:
@@ -182,7 +188,7 @@ class Stack:
         """Flower, unless an earlier `tipai up` runs one (a second would only fail to bind the port)."""
         user, password = flower_credentials(self.settings)
         if "flower" not in self.adopted:
-            self.spawn("flower", flower_command(self.settings, user, password))
+            self.spawn("flower", flower_command(self.settings), flower_env(user, password))
         return user, password
 
     def start_demo(self) -> str:
