@@ -52,6 +52,7 @@ CSS = """
 .tipai-status td, .tipai-status th { padding: 2px 10px; border-bottom: 1px solid var(--border-color-primary); text-align: left; }
 .tipai-error { border: 1px solid #d33; background: #fdecec; color: #8a1111; padding: 8px 12px; border-radius: 6px; margin: 6px 0; }
 .tipai-warning { border: 1px solid #d9a400; background: #fff7dc; color: #6b5200; padding: 8px 12px; border-radius: 6px; margin: 6px 0; }
+.tipai-grid { overflow-x: auto; max-width: 100%; }  /* a 16×16 grid is wider than its column */
 .tipai-grid table { border-collapse: collapse; font-size: 0.78em; font-variant-numeric: tabular-nums; }
 .tipai-grid td, .tipai-grid th { padding: 3px 5px; text-align: center; border: 1px solid rgba(0,0,0,0.08); color: #111; }
 .tipai-grid td.weak { outline: 2px dashed #000; outline-offset: -3px; font-weight: 700; }
@@ -185,8 +186,10 @@ class GeneratePanel:
                         self.chosen_image = gr.Image(
                             label="image", type="filepath", interactive=False, height=300, elem_classes="tipai-pixels"
                         )
+                        # No label badge: it would sit on the figure's own title; the legend says what it is.
                         self.chosen_heatmap = gr.Image(
-                            label="heatmap", type="filepath", interactive=False, height=300, elem_id="chosen-heatmap"
+                            label="heatmap", show_label=False, type="filepath", interactive=False, height=300,
+                            elem_id="chosen-heatmap",
                         )
                 with gr.Column(elem_classes="tipai-side", elem_id="rejected"):
                     self.rejected_title = gr.Markdown()
@@ -195,7 +198,8 @@ class GeneratePanel:
                             label="image", type="filepath", interactive=False, height=300, elem_classes="tipai-pixels"
                         )
                         self.rejected_heatmap = gr.Image(
-                            label="heatmap", type="filepath", interactive=False, height=300, elem_id="rejected-heatmap"
+                            label="heatmap", show_label=False, type="filepath", interactive=False, height=300,
+                            elem_id="rejected-heatmap",
                         )
             gr.Markdown(LEGEND)
             gr.Markdown("## Patch analysis of the rejected image")
@@ -304,7 +308,7 @@ def generate(
             note = (
                 _error_box(
                     f"No worker is listening on queue {' and '.join(missing)}: this job waits until one starts "
-                    "(`tipai up`, or `tipai worker gpu` / `tipai worker cpu`).",
+                    "(<code>tipai up</code>, or <code>tipai worker gpu</code> / <code>tipai worker cpu</code>).",
                     "warning",
                 )
                 if missing

@@ -372,7 +372,7 @@ def start_stack(flower: bool, demo: bool = False):
     if credentials:
         console.print(f"Flower: http://{settings.flower_host}:{settings.flower_port}  "
                       f"(user {credentials[0]}, password in {settings.state_dir / 'flower-password'} "
-                      "unless TIPAI_FLOWER_PASSWORD is set)", highlight=False)
+                      "unless TIPAI_FLOWER_PASSWORD is set)", highlight=False, soft_wrap=True)
     if demo:
         console.print(f"Demo: http://{settings.demo_host}:{settings.demo_port}", highlight=False)
     return running
