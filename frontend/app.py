@@ -132,7 +132,7 @@ def grid_html(patch_scores: list[float], grid: int, weak: set[tuple[int, int]]) 
             title = f"{regions.cell_name(row, col, grid)} (row {row + 1}, column {col + 1})"
             css = ' class="weak"' if (row, col) in weak else ""
             tds.append(
-                f'<td{css} style="background: rgb({r},{g},{b})" title="{title}">{cells[row, col]:.3f}</td>'
+                f'<td{css} style="background: rgb({r},{g},{b})" title="{title}">{cells[row, col]:.3g}</td>'
             )
         body.append(f"<tr><th>{row + 1}</th>{''.join(tds)}</tr>")
     header = "".join(f"<th>{col + 1}</th>" for col in range(grid))

@@ -51,17 +51,18 @@ def describe(analysis: PatchAnalysis, method: str = "grid") -> str:
     """Markdown for a person: the weakest regions first, then what the numbers are relative to (in the unit of the
     localization method that made the map: only `grid` and `dense` maps hold cosines)."""
     unit = UNITS.get(method, "value")
+    # Three significant digits, not decimals: evidence and Δcosine maps live around 1e-3, where "-0.000" says nothing.
     first, *others = analysis.weakest
     lines = [
-        f"**Weakest region: {first.name}** (row {first.row + 1}, column {first.col + 1}): {unit} {first.value:.3f}, "
-        f"{first.below_mean:.3f} below this image's mean of {analysis.mean:.3f} ({first.below_sd:.1f} SD).",
+        f"**Weakest region: {first.name}** (row {first.row + 1}, column {first.col + 1}): {unit} {first.value:.3g}, "
+        f"{first.below_mean:.3g} below this image's mean of {analysis.mean:.3g} ({first.below_sd:.1f} SD).",
     ]
     if others:
         lines.append("")
         lines.append("Next weakest:")
         lines += [
-            f"- {cell.name} (row {cell.row + 1}, column {cell.col + 1}): {cell.value:.3f}, "
-            f"{cell.below_mean:.3f} below the mean ({cell.below_sd:.1f} SD)"
+            f"- {cell.name} (row {cell.row + 1}, column {cell.col + 1}): {cell.value:.3g}, "
+            f"{cell.below_mean:.3g} below the mean ({cell.below_sd:.1f} SD)"
             for cell in others
         ]
     lines.append("")
