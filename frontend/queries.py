@@ -30,6 +30,7 @@ class ImageView:
     grid: int | None
     method: str | None = None
     explanation: list[dict] | None = None  # findings of workers/explain.py, each with its sentence under "text"
+    truncated: bool = False  # the prompt was longer than the scorer reads
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def images(job_id: str, prompt_id: str | None = None) -> list[ImageView]:
             grid=score.grid if score else None,
             method=score.method if score else None,
             explanation=score.explanation if score else None,
+            truncated=bool(score and score.truncated),
         )
         for image, score in rows
     ]

@@ -170,3 +170,18 @@ def test_demo_panel_shows_the_findings_above_the_cells():
     assert "patch map: phrases" in markdown
     older = ImageView("i", "p", 0, "done", None, None, None, 0.2, None, [0.1] * 49, 7, "grid", None)
     assert analysis_outputs(older)[0].startswith("**Weakest region")
+
+
+def test_demo_panel_says_when_there_was_nothing_to_check_and_when_the_prompt_was_cut():
+    from frontend.app import explanation_markdown
+    from frontend.queries import ImageView
+
+    def view(faithfulness, truncated=False):
+        return ImageView("i", "p", 0, "done", None, None, None, 0.2, faithfulness, [0.1] * 49, 7, "phrases", [],
+                         truncated)
+
+    assert "every phrase of the prompt as the prompt says" in explanation_markdown(view(0.9))
+    unreadable = explanation_markdown(view(None))  # an emoji prompt: no colour, kind or count to check
+    assert "nothing it can check" in unreadable and "as the prompt says" not in unreadable
+    assert "only its beginning was scored" in explanation_markdown(view(0.9, truncated=True))
+    assert "only its beginning" not in explanation_markdown(view(0.9))

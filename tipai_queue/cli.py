@@ -283,7 +283,7 @@ def reconcile(
 @app.command()
 def explain(image_id: str) -> None:
     """Why an image's score is what it is: which region fails which phrase, and what the scorer sees instead."""
-    from tipai_queue.progress import score_of
+    from tipai_queue.progress import nothing_found, score_of
 
     score = read_database(score_of, image_id)
     if score is None:
@@ -295,7 +295,9 @@ def explain(image_id: str) -> None:
     if score.explanation is None:
         console.print("no explanation stored: this image was scored before explanations existed")
     elif not score.explanation:
-        console.print("the scorer reads every phrase of the prompt as the prompt says")
+        console.print(f"the scorer sees {nothing_found(score.log_faithfulness is not None)}", highlight=False)
+    if score.truncated:
+        console.print("the prompt is longer than the scorer reads: only its beginning was scored")
     for finding in score.explanation or []:
         console.print(f"- {finding['text']}", highlight=False)
 

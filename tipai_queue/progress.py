@@ -122,6 +122,15 @@ def failed_images(job_id: str) -> list[tuple[str, str]]:
         ]
 
 
+def nothing_found(had_alternatives: bool) -> str:
+    """What the scorer saw when a stored explanation has no findings: every phrase as the prompt says, or nothing it
+    could check, because the prompt names no colour, kind or count it knows (emoji or another script, say)."""
+    if had_alternatives:
+        return "every phrase of the prompt as the prompt says"
+    return ("nothing it can check: the prompt names no colour, kind or count it knows, so only the cosine and the "
+            "map speak for this image")
+
+
 def score_of(image_id: str) -> Score | None:
     with db.session_scope() as session:
         return session.get(Score, image_id)
