@@ -341,7 +341,10 @@ def generate(
 
 # Browse tab -------------------------------------------------------------------------------------------------------
 
-BROWSE_COLUMNS = ["job", "prompt id", "category", "prompt", "done", "failed", "best", "worst", "pair", "source"]
+# The highest and lowest cosine among the prompt's images; the pair itself is ranked by faithfulness (open the row).
+BROWSE_COLUMNS = [
+    "job", "prompt id", "category", "prompt", "done", "failed", "max cosine", "min cosine", "pair", "source"
+]
 ALL = ""
 
 

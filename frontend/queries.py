@@ -53,8 +53,8 @@ class PromptRow:
     n_images: int
     done: int
     failed: int
-    best: float | None
-    worst: float | None
+    best: float | None  # the highest global cosine among the prompt's images
+    worst: float | None  # the lowest
     paired: bool
 
 
