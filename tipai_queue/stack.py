@@ -247,17 +247,14 @@ def _alive(pid: int) -> bool:
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop what a detached `tipai up` recorded, then the local servers in the state folder."""
-    record = record_path(settings)
-    stopped = []
-    if record.exists():
-        saved = json.loads(record.read_text())
-        stop_pids(saved.get("pids", {}))
-        stopped += list(saved.get("pids", {}))
-        record.unlink()
+    """Stop what a detached `tipai up` recorded and still runs (a recycled pid is never signalled), then the local
+    servers in the state folder."""
+    running = recorded_processes(settings)
+    stop_pids(running)
+    record_path(settings).unlink(missing_ok=True)
     services.stop_redis(settings.state_dir)
     services.stop_postgres(settings.state_dir)
-    return stopped + ["redis", "postgres"]
+    return [*running, "redis", "postgres"]
 
 
 def start(settings: Settings, flower: bool = True, demo: bool = False) -> tuple[Stack, tuple[str, str] | None]:
