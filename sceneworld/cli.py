@@ -26,28 +26,33 @@ def train(
     ] = _DEFAULT,
     vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
     unet_steps: Annotated[int | None, typer.Option(help="UNet optimiser steps (the text encoder is the CLIP's, frozen).")] = _DEFAULT,
+    unet_lr: Annotated[float | None, typer.Option(help="UNet peak learning rate.")] = _DEFAULT,
+    continue_unet: Annotated[bool, typer.Option(
+        help="With --only sd: train the UNet of the SD already in --out for --unet-steps more steps (its VAE and "
+             "text encoder kept), keeping the moving average of its weights.")] = False,
     geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
 ) -> None:
     """Train the mini CLIP and the mini SD from scratch with fixed seeds, then print their metrics."""
     from dataclasses import replace
 
-    from sceneworld.train import Budget, MissingClipError, run
+    from sceneworld.train import Budget, CannotTrain, run
 
     if only not in (None, "clip", "sd"):
         typer.echo(f"error: --only must be clip or sd, not {only!r}", err=True)
         raise typer.Exit(2)
     overrides = {"scenes": scenes, "clip_steps": clip_steps, "clip_vision_steps": clip_vision_steps,
-                 "vae_steps": vae_steps, "unet_steps": unet_steps}
+                 "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.
     try:
-        metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True))
-    except MissingClipError as error:
+        metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True),
+                      continue_unet=continue_unet)
+    except CannotTrain as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"done in {time.monotonic() - started:.0f} s; metrics in {out / 'metrics.json'}")
-    for key in ("clip_zero_shot", "sd_geneval"):
+    for key in ("clip_zero_shot", "sd_geneval", "sd_geneval_reference"):
         if key in metrics:
             typer.echo(f"{key}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics[key].items()))
 

@@ -20,6 +20,9 @@ TRAIN_SEED = 1
 HELDOUT_SEED = 1_000_003
 GENEVAL_SEEDS = 4  # images per mini prompt, seeds 0..N-1
 VAE_HELDOUT = 256
+# Each continuation of a UNet draws other batches and noise than its first run and the continuations before it.
+CONTINUATION_SEED_OFFSET = 7
+CONTINUATION_EMA = 0.999
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,8 @@ def measure_clip(out: Path, log: Callable[[str], None]) -> dict:
     return {"clip_zero_shot": accuracy}
 
 
-class MissingClipError(FileNotFoundError):
-    pass
+class CannotTrain(Exception):
+    """What a run needs from --out is missing or does not fit together."""
 
 
 def train_sd(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> dict:
@@ -92,7 +95,7 @@ def train_sd(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], Non
     vae_mae = mini_sd.reconstruction_error(heldout, mini_sd.reconstruct(vae, heldout))
     log(f"VAE reconstruction error on {VAE_HELDOUT} held-out scenes: {vae_mae:.2f}/255")
     latents = mini_sd.encode_all(vae, data)
-    mini_sd.train_unet(
+    unet = mini_sd.train_unet(
         unet, text_encoder, tok, latents, data.texts, budget.unet_steps, budget.unet_batch, budget.unet_lr,
         budget.seed, log,
     )
@@ -100,42 +103,79 @@ def train_sd(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], Non
     return {"sd_train_seconds": round(time.monotonic() - started), "vae_heldout_mae": round(vae_mae, 2)}
 
 
+def continue_sd(budget: Budget, out: Path, data: SceneSet, done_before: int, log: Callable[[str], None]) -> dict:
+    """``budget.unet_steps`` more steps for the UNet of the SD in ``out``, from its weights and with a fresh
+    cosine schedule peaking at ``budget.unet_lr``; the VAE and the text encoder stay as they are. The UNet kept is
+    the moving average of its weights over the run."""
+    started = time.monotonic()
+    clip = mini_clip.load(clip_checkpoint(out))
+    _, _, text_encoder, tok = mini_sd.create(budget.seed, clip)
+    vae, unet, saved_encoder = mini_sd.load_trained(sd_folder(out))
+    for name, weight in text_encoder.state_dict().items():
+        # The folder keeps half precision; anything beyond that rounding means another CLIP.
+        if not torch.allclose(weight.half().float(), saved_encoder.state_dict()[name]):
+            raise CannotTrain(f"the SD in {sd_folder(out)} was trained on another CLIP than "
+                              f"{clip_checkpoint(out)}: train it anew with --only sd")
+    latents = mini_sd.encode_all(vae, data, keep_scale=True)
+    seed = budget.seed + CONTINUATION_SEED_OFFSET + done_before
+    unet = mini_sd.train_unet(
+        unet, text_encoder, tok, latents, data.texts, budget.unet_steps, budget.unet_batch, budget.unet_lr,
+        seed, log, ema_decay=CONTINUATION_EMA,
+    )
+    mini_sd.save(sd_folder(out), vae, unet, text_encoder, tok)
+    return {"unet_steps": budget.unet_steps, "unet_batch": budget.unet_batch, "unet_lr": budget.unet_lr,
+            "seed": seed, "ema_decay": CONTINUATION_EMA,
+            "seconds": round(time.monotonic() - started)}
+
+
 def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None]) -> dict:
     from tipai_queue.presets import get_preset
     from workers.generation import load_generator
     from workers.scoring import load_scorer
 
-    from sceneworld.geneval import geneval
+    from sceneworld.geneval import geneval, reference
 
     preset = get_preset("mini")
     generator = load_generator(str(sd_folder(out)), "cpu", out)
     scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", "cpu", out)
     score = geneval(generator, scorer, PROMPTS, list(range(seeds)), preset.steps, preset.guidance)
+    ceiling = reference(scorer, PROMPTS, list(range(seeds)))
     log(f"mini SD GenEval-style score (20 prompts x {seeds} seeds): {json.dumps(score)}")
-    return {"sd_geneval": score}
+    log(f"the same score of rendered scenes true of each prompt, the most a generator can reach: {json.dumps(ceiling)}")
+    return {"sd_geneval": score, "sd_geneval_reference": ceiling}
 
 
 def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: int = 2,
-        geneval_seeds: int = GENEVAL_SEEDS, log: Callable[[str], None] = print) -> dict:
-    """Train what ``only`` names ("clip", "sd") or both, then measure; metrics are merged into metrics.json."""
+        geneval_seeds: int = GENEVAL_SEEDS, log: Callable[[str], None] = print, continue_unet: bool = False) -> dict:
+    """Train what ``only`` names ("clip", "sd") or both, then measure; metrics are merged into metrics.json.
+    ``continue_unet`` trains the UNet of the SD already in ``out`` further instead (``only`` must be "sd")."""
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     if only == "sd" and not clip_checkpoint(out).is_file():
-        raise MissingClipError(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
-                               f"text tower, so train the CLIP first (tipai mini train --only clip --out {out})")
+        raise CannotTrain(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
+                          f"text tower, so train the CLIP first (tipai mini train --only clip --out {out})")
+    if continue_unet and (only != "sd" or not (sd_folder(out) / "model_index.json").is_file()):
+        raise CannotTrain(f"--continue-unet trains the UNet of an SD already in {sd_folder(out)} further: it needs "
+                          "--only sd and that SD")
     started = time.monotonic()
     data = render_set(budget.scenes, TRAIN_SEED)
     log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
     metrics: dict = {}
     if only in (None, "clip"):
         metrics.update(train_clip(budget, out, data, log))
-    if only in (None, "sd"):
-        metrics.update(train_sd(budget, out, data, log))
+    metrics_file = out / "metrics.json"
+    earlier = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if continue_unet:
+        # The first run's budget stays; each continuation is recorded after it.
+        before = earlier.get("sd_continuations", [])
+        metrics["sd_continuations"] = before + [continue_sd(budget, out, data, len(before), log)]
+    else:
+        metrics["budget"] = asdict(budget)
+        if only in (None, "sd"):
+            metrics.update(train_sd(budget, out, data, log), sd_continuations=[])
     if clip_checkpoint(out).is_file() and sd_folder(out).is_dir():
         metrics.update(evaluate_sd(out, geneval_seeds, log))
-    metrics["budget"] = asdict(budget)
     # Merged, so that an --only run keeps the other model's numbers.
-    metrics_file = out / "metrics.json"
-    merged = (json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}) | metrics
+    merged = earlier | metrics
     metrics_file.write_text(json.dumps(merged, indent=2) + "\n")
     return merged

@@ -10,8 +10,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from sceneworld.paths import clip_checkpoint, sd_folder
+from sceneworld.geneval import reference
+from sceneworld.paths import PROMPTS, clip_checkpoint, sd_folder
 from sceneworld.zeroshot import heldout_accuracy
 from tipai_queue.presets import get_preset
 from workers.generation import load_generator
@@ -55,6 +58,13 @@ def test_faithfulness_ranks_faithful_scenes_above_corrupted_ones_better_than_the
     assert np.mean(by_faithfulness) > np.mean(by_cosine)
     # Nothing to read a one-word free-text prompt against: pairs fall back on the cosine.
     assert analyse(scorer, case.faithful, "a kite", 7).log_faithfulness is None
+
+
+def test_geneval_reference_reads_rendered_scenes_of_the_prompts_far_above_chance(scorer):
+    score = reference(scorer, PROMPTS, [0, 1, 2])
+    # 0.256 on 8 seeds (docs/mini.md); a reader at chance passes well under 1% of these checks.
+    assert score["overall"] >= 0.12, score
+    assert set(score) == {"overall", *(entry["category"] for entry in json.loads(PROMPTS.read_text()))}
 
 
 def test_mini_sd_text_encoder_is_the_mini_clip_text_tower():
@@ -101,20 +111,52 @@ def test_committed_vae_keeps_the_objects_of_held_out_scenes(tmp_path):
     assert Image.open(tmp_path / "vae.png").size == (2 * 64 * 32, 2 * 2 * 64)
 
 
-def test_training_command_runs_a_few_steps(tmp_path):
-    out = tmp_path / "mini"
-    done = subprocess.run(
+def _train(out, *options):
+    return subprocess.run(
         [sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--out", str(out), "--threads", "1",
-         "--scenes", "64", "--clip-steps", "2", "--clip-vision-steps", "2", "--vae-steps", "2", "--unet-steps", "2", "--geneval-seeds", "1"],
+         "--scenes", "64", "--clip-steps", "2", "--clip-vision-steps", "2", "--vae-steps", "2", "--unet-steps", "2",
+         "--geneval-seeds", "1", *options],
         capture_output=True, text=True, timeout=600,
     )
+
+
+def _unet_weights(out):
+    return load_file(sd_folder(out) / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def test_training_command_runs_a_few_steps(tmp_path):
+    out = tmp_path / "mini"
+    done = _train(out)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["clip_zero_shot"]) == {"kind", "colour", "count", "relation", "background"}
     assert 0.0 <= metrics["sd_geneval"]["overall"] <= 1.0
+    assert 0.0 <= metrics["sd_geneval_reference"]["overall"] <= 1.0
     assert 0.0 < metrics["vae_heldout_mae"] < 255.0
     assert load_generator(str(sd_folder(out)), "cpu", tmp_path).generate("a dog", [0], 64, 64, 2, 2.0)[0].size == (64, 64)
     assert "sd_geneval" in done.stdout
+
+    before = _unet_weights(out)
+    done = _train(out, "--only", "sd", "--continue-unet", "--unet-lr", "1e-2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["budget"] == metrics["budget"] and after["vae_heldout_mae"] == metrics["vae_heldout_mae"]
+    assert [c["unet_lr"] for c in after["sd_continuations"]] == [1e-2]
+    changed = _unet_weights(out)
+    assert any(not torch.equal(before[name], changed[name]) for name in before)
+
+    # A CLIP trained on other scenes has another text tower, which the SD's UNet never learnt to read.
+    assert _train(out, "--only", "clip", "--scenes", "65").returncode == 0
+    done = _train(out, "--only", "sd", "--continue-unet")
+    assert done.returncode == 2 and "another CLIP" in done.stderr, done.stderr[-2000:]
+    assert torch.equal(_unet_weights(out)[next(iter(before))], changed[next(iter(before))])
+
+
+def test_continuing_a_unet_needs_an_sd_to_continue(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--continue-unet", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--continue-unet" in done.stderr, done.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_only_option_is_refused(tmp_path):
