@@ -55,6 +55,8 @@ def train(
     for key in ("clip_zero_shot", "sd_geneval", "sd_geneval_reference"):
         if key in metrics:
             typer.echo(f"{key}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics[key].items()))
+    if "sd_heldout_loss" in metrics:
+        typer.echo(f"sd_heldout_loss: {metrics['sd_heldout_loss']:.5f}")
 
 
 @app.command()

@@ -196,6 +196,38 @@ def encode_texts(text_encoder: CLIPTextModel, tok: CLIPTokenizer, texts: list[st
     return torch.cat(states)
 
 
+def _min_snr_weights(noise_schedule: DDPMScheduler) -> torch.Tensor:
+    alphas = noise_schedule.alphas_cumprod
+    snr = alphas / (1 - alphas)
+    # Min-SNR-gamma for a noise-predicting model: easy (low-noise) steps stop dominating the gradient.
+    return torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+
+
+def _denoising_loss(unet: UNet2DConditionModel, noise_schedule: DDPMScheduler, weight: torch.Tensor,
+                    clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    predicted = unet(noise_schedule.add_noise(clean, noise, t), t, encoder_hidden_states=states).sample
+    return (F.mse_loss(predicted, noise, reduction="none").mean(dim=(1, 2, 3)) * weight[t]).mean()
+
+
+@torch.no_grad()
+def heldout_loss(pipe: StableDiffusionPipeline, data: SceneSet, seed: int = 0, batch: int = 64) -> float:
+    """The UNet's training loss on scenes it never saw, at noise and timesteps fixed by ``seed``. It measures
+    how far training has come smoothly, where the GenEval-style score moves by whole images."""
+    noise_schedule = DDPMScheduler(**NOISE)
+    weight = _min_snr_weights(noise_schedule)
+    latents = encode_all(pipe.vae, data, keep_scale=True)
+    states = encode_texts(pipe.text_encoder, pipe.tokenizer, data.texts)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(latents.shape, generator=generator)
+    t = torch.randint(0, NOISE["num_train_timesteps"], (len(latents),), generator=generator)
+    total = sum(
+        float(_denoising_loss(pipe.unet, noise_schedule, weight, latents[k : k + batch], noise[k : k + batch],
+                              t[k : k + batch], states[k : k + batch])) * len(latents[k : k + batch])
+        for k in range(0, len(latents), batch)
+    )
+    return total / len(latents)
+
+
 def train_unet(
     unet: UNet2DConditionModel,
     text_encoder: CLIPTextModel,
@@ -212,10 +244,7 @@ def train_unet(
     """Returns the trained UNet, or with ``ema_decay`` its exponential moving average, which the run keeps beside
     it."""
     noise_schedule = DDPMScheduler(**NOISE)
-    alphas = noise_schedule.alphas_cumprod
-    snr = alphas / (1 - alphas)
-    # Min-SNR-gamma for a noise-predicting model: easy (low-noise) steps stop dominating the gradient.
-    weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+    weight = _min_snr_weights(noise_schedule)
     optimiser = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     schedule = _cosine(optimiser, steps)
     generator = torch.Generator().manual_seed(seed)
@@ -238,9 +267,7 @@ def train_unet(
         clean = latents[index].contiguous(memory_format=torch.channels_last)
         noise = torch.randn(clean.shape, generator=generator)
         t = torch.randint(0, NOISE["num_train_timesteps"], (batch,), generator=generator)
-        noisy = noise_schedule.add_noise(clean, noise, t)
-        predicted = unet(noisy, t, encoder_hidden_states=states[rows]).sample
-        loss = (F.mse_loss(predicted, noise, reduction="none").mean(dim=(1, 2, 3)) * weight[t]).mean()
+        loss = _denoising_loss(unet, noise_schedule, weight, clean, noise, t, states[rows])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -140,9 +140,11 @@ def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None]) -> dict:
     scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", "cpu", out)
     score = geneval(generator, scorer, PROMPTS, list(range(seeds)), preset.steps, preset.guidance)
     ceiling = reference(scorer, PROMPTS, list(range(seeds)))
+    loss = mini_sd.heldout_loss(generator.pipe, render_set(VAE_HELDOUT, HELDOUT_SEED))
     log(f"mini SD GenEval-style score (20 prompts x {seeds} seeds): {json.dumps(score)}")
     log(f"the same score of rendered scenes true of each prompt, the most a generator can reach: {json.dumps(ceiling)}")
-    return {"sd_geneval": score, "sd_geneval_reference": ceiling}
+    log(f"UNet loss on {VAE_HELDOUT} held-out scenes: {loss:.5f}")
+    return {"sd_geneval": score, "sd_geneval_reference": ceiling, "sd_heldout_loss": round(loss, 5)}
 
 
 def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: int = 2,
