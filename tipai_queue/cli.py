@@ -137,6 +137,11 @@ def show_progress(job_id: str, timeout_s: float | None = None) -> JobProgress:
             time.sleep(0.5)
 
 
+def table_console() -> Console:
+    # Piped output has no width to fit; rich would assume 80 columns and fold every cell into several lines.
+    return console if console.is_terminal else Console(width=400)
+
+
 def print_summary(job_id: str, state: JobProgress) -> None:
     settings = get_settings()
     table = Table(title=f"job {job_id}", show_lines=False)
@@ -152,7 +157,7 @@ def print_summary(job_id: str, state: JobProgress) -> None:
               for value in (row.best, row.worst)),
             Path(row.comparison_path).name if row.comparison_path else "",
         )
-    console.print(table)
+    table_console().print(table)
     if state.cancelled:
         undone = state.n_images - state.heatmaps - state.failed
         console.print(f"[yellow]job cancelled[/]; {undone} image(s) left undone", highlight=False)
@@ -327,8 +332,7 @@ def jobs(limit: Annotated[int, typer.Option(min=1, help="How many recent jobs.")
             str(state.heatmaps), str(state.failed), str(state.pairs),
             "cancelled" if state.cancelled else "finished" if state.finished else "running", job.source or "",
         )
-    # Piped output has no width to fit; rich would assume 80 columns and cut every cell short.
-    (console if console.is_terminal else Console(width=400)).print(table)
+    table_console().print(table)
 
 
 @app.command()
