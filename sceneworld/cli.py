@@ -32,7 +32,8 @@ def train(
              "text encoder kept), keeping the moving average of its weights.")] = False,
     geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
 ) -> None:
-    """Train the mini CLIP and the mini SD from scratch with fixed seeds, then print their metrics."""
+    """Train the mini CLIP and the mini SD from scratch with fixed seeds (or train a UNet further), then print
+    their metrics."""
     from dataclasses import replace
 
     from sceneworld.train import Budget, CannotTrain, run
