@@ -111,6 +111,7 @@ def test_status_reports_a_finished_job(finished_job):
     # Piped, the table keeps one line per prompt: wrapped at 80 columns, the comparison names broke in two.
     rows = [line for line in result.stdout.splitlines() if "a red car on the beach" in line]
     assert len(rows) == 1 and "car_comparison.png" in rows[0], result.stdout
+    assert "/tipai (tables jobs, prompts, images, scores, pairs)" in result.stdout, result.stdout
 
 
 def test_reconcile_pairs_a_prompt_whose_chord_callback_was_lost(finished_job, workers):

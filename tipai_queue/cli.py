@@ -166,7 +166,8 @@ def print_summary(job_id: str, state: JobProgress) -> None:
     folders = [f"{name + ':':<9} {out / name}" for name in ("images", "heatmaps", "pairs") if (out / name).is_dir()]
     lines = [f"{state.heatmaps}/{state.n_images} images done, {state.failed} failed, {state.pairs} pairs.", *folders,
              f"database: {db.redact(settings.database_url)} (tables jobs, prompts, images, scores, pairs)"]
-    console.print("\n".join(lines), highlight=False)
+    # soft_wrap: long paths and URLs stay whole on their lines, for copying, however narrow the output.
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
 def read_batch(batch_file: Path, seeds: str | None, **options) -> Batch:
