@@ -19,7 +19,7 @@ from tipai_queue.batch import BatchError, batch_from_prompts, build_options
 from tipai_queue.cli import parse_seeds
 from tipai_queue.models import ImageStatus
 from tipai_queue.presets import PRESETS
-from tipai_queue.progress import job_progress, nothing_found
+from tipai_queue.progress import PROMPT_CUT, job_progress, nothing_found
 from tipai_queue.settings import Settings, get_settings
 from tipai_queue.submit import ServiceUnavailable, check_services, submit
 from tipai_queue.workers_alive import missing_queues
@@ -151,8 +151,7 @@ def explanation_markdown(view: ImageView) -> str:
     """The findings in words, above the cell numbers: they say why, the cells only say where."""
     if view.explanation is None:
         return ""
-    cut = ("*The prompt is longer than the scorer reads: only its beginning was scored.*\n\n"
-           if view.truncated else "")
+    cut = f"*{PROMPT_CUT.capitalize()}.*\n\n" if view.truncated else ""
     if not view.explanation:
         return cut + f"**What the scorer sees:** {nothing_found(view.faithfulness is not None)}.\n\n"
     lines = "\n".join(f"- {html.escape(finding['text'], quote=False)}" for finding in view.explanation)

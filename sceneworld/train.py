@@ -109,7 +109,8 @@ def continue_sd(budget: Budget, out: Path, data: SceneSet, done_before: int, log
     the moving average of its weights over the run."""
     started = time.monotonic()
     clip = mini_clip.load(clip_checkpoint(out))
-    _, _, text_encoder, tok = mini_sd.create(budget.seed, clip)
+    tok = mini_sd.tokenizer(clip.positional_embedding.shape[0])
+    text_encoder = mini_sd.text_encoder_from_clip(clip, tok)
     vae, unet, saved_encoder = mini_sd.load_trained(sd_folder(out))
     for name, weight in text_encoder.state_dict().items():
         # The folder keeps half precision; anything beyond that rounding means another CLIP.

@@ -289,7 +289,7 @@ def reconcile(
 @app.command()
 def explain(image_id: str) -> None:
     """Why an image's score is what it is: which region fails which phrase, and what the scorer sees instead."""
-    from tipai_queue.progress import nothing_found, score_of
+    from tipai_queue.progress import PROMPT_CUT, nothing_found, score_of
 
     score = read_database(score_of, image_id)
     if score is None:
@@ -303,7 +303,7 @@ def explain(image_id: str) -> None:
     elif not score.explanation:
         console.print(f"the scorer sees {nothing_found(score.log_faithfulness is not None)}", highlight=False)
     if score.truncated:
-        console.print("the prompt is longer than the scorer reads: only its beginning was scored")
+        console.print(PROMPT_CUT)
     for finding in score.explanation or []:
         console.print(f"- {finding['text']}", highlight=False)
 

@@ -122,6 +122,9 @@ def failed_images(job_id: str) -> list[tuple[str, str]]:
         ]
 
 
+PROMPT_CUT = "the prompt is longer than the scorer reads: only its beginning was scored"
+
+
 def nothing_found(had_alternatives: bool) -> str:
     """What the scorer saw when a stored explanation has no findings: every phrase as the prompt says, or nothing it
     could check, because the prompt names no colour, kind or count it knows (emoji or another script, say)."""
