@@ -5,6 +5,7 @@ the database, the CLI's batches included. This process only reads rows and files
 from __future__ import annotations
 
 import html
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from tipai_queue.submit import ServiceUnavailable, check_services, submit
 from tipai_queue.workers_alive import missing_queues
 from workers.heatmap import COLORMAP, cells_grid, normalise
 from workers.localize import METHODS
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.5
 # With no row changing for this long, ask the workers whether anyone is still consuming the queues.
@@ -258,7 +261,10 @@ def validated_batch(
         )
         return batch_from_prompts([prompt or ""], options, settings, source="demo")
     except BatchError as exc:
-        raise gr.Error(f"Cannot submit: {_clean_batch_errors(exc)}", duration=None) from None
+        reason = _clean_batch_errors(exc)
+        # Refused input is the user's to fix, not a fault of this server: one line in its log, no traceback.
+        log.info("refused a submission: %s", reason)
+        raise gr.Error(f"Cannot submit: {reason}", duration=None, print_exception=False) from None
 
 
 def check_form(*form) -> None:
@@ -277,16 +283,19 @@ def generate(
         check_services(settings)
         missing = missing_queues()
         if missing:
+            log.warning("nothing submitted: no worker is listening on queue %s", " and ".join(missing))
             raise gr.Error(
                 f"No worker is listening on queue {' and '.join(missing)}, so nothing was submitted. "
                 "Start the workers with `tipai up` (or `tipai worker gpu` / `tipai worker cpu`) and try again.",
                 title="No worker running",
                 duration=None,
+                print_exception=False,
             )
         # Each press is its own job, even for a prompt someone already ran: every user follows their own progress.
         submission = submit(batch, settings, force=True)
     except ServiceUnavailable as exc:
-        raise gr.Error(str(exc), title="Queue unavailable", duration=None) from None
+        log.warning("nothing submitted: %s", exc)
+        raise gr.Error(str(exc), title="Queue unavailable", duration=None, print_exception=False) from None
 
     job_id, prompt_id = submission.job_id, batch.prompts[0].prompt_id
     sent: dict = {}
@@ -493,6 +502,9 @@ def auth_pair(settings: Settings) -> tuple[str, str] | None:
 
 
 def main() -> None:
+    # Gradio and its HTTP clients log every request at INFO; only this module's own lines are wanted at that level.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     settings = get_settings()
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
     demo = build(settings)

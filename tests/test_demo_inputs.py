@@ -23,11 +23,15 @@ DEFAULTS = {"images": 4, "seeds": "", "preset": "tiny", "grid": 7, "method": LIM
 
 
 @pytest.fixture(scope="module")
-def client(workers, tmp_path_factory):
-    log = tmp_path_factory.mktemp("demo-inputs") / "demo.log"
-    proc, url = start_demo({}, log)
+def demo_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo-inputs") / "demo.log"
+
+
+@pytest.fixture(scope="module")
+def client(workers, demo_log):
+    proc, url = start_demo({}, demo_log)
     try:
-        wait_until_serving(proc, url, log)
+        wait_until_serving(proc, url, demo_log)
         yield Client(url, verbose=False)
     finally:
         proc.terminate()
@@ -40,6 +44,17 @@ def generate(client: Client, prompt: str | None, **options) -> tuple:
         prompt, values["images"], values["seeds"], values["preset"], values["grid"], values["method"],
         api_name="/generate",
     )
+
+
+def test_refused_input_is_one_line_in_the_log(client, demo_log, nothing_changes):  # noqa: F811
+    logged_before = demo_log.stat().st_size
+    with pytest.raises(AppError):
+        generate(client, "a dog\x07")
+    with demo_log.open() as log:
+        log.seek(logged_before)
+        added = log.read()
+    assert "refused a submission: prompt contains control characters (U+0007)" in added
+    assert "Traceback" not in added
 
 
 @pytest.mark.parametrize(
