@@ -290,8 +290,9 @@ def train_unet(
 def load_trained(folder: Path) -> tuple[AutoencoderKL, UNet2DConditionModel, CLIPTextModel]:
     """The VAE, UNet and text encoder of a saved mini SD, in full precision for training."""
     return (
-        AutoencoderKL.from_pretrained(folder, subfolder="vae").float().eval(),
-        UNet2DConditionModel.from_pretrained(folder, subfolder="unet").float(),
+        # low_cpu_mem_usage: as in workers/generation.py, the default only asks for `accelerate`.
+        AutoencoderKL.from_pretrained(folder, subfolder="vae", low_cpu_mem_usage=False).float().eval(),
+        UNet2DConditionModel.from_pretrained(folder, subfolder="unet", low_cpu_mem_usage=False).float(),
         CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").float().eval(),
     )
 
