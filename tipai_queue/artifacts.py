@@ -12,18 +12,14 @@ from PIL import Image as PILImage
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$")
 
 
-def _inside(root: Path, job_id: str, kind: str = "", stem: str = "") -> Path:
-    for name in (job_id, stem) if stem else (job_id,):
+def _inside(root: Path, job_id: str, kind: str, stem: str) -> Path:
+    for name in (job_id, stem):
         if not SAFE_NAME.fullmatch(name):  # fullmatch: "$" would let a trailing newline in
             raise ValueError(f"refusing to build a path from {name!r}")
-    path = (root / job_id / kind / (f"{stem}.png" if stem else "")).resolve()
+    path = (root / job_id / kind / f"{stem}.png").resolve()
     if root.resolve() not in path.parents:
         raise ValueError(f"{path} is outside the artifact root {root}")
     return path
-
-
-def job_dir(root: Path, job_id: str) -> Path:
-    return _inside(root, job_id)
 
 
 def image_path(root: Path, job_id: str, prompt_id: str, seed: int) -> Path:

@@ -28,7 +28,6 @@ _TAG_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 @dataclass(frozen=True)
 class ScoreResult:
     global_cosine: float  # raw cosine(text, image) embeddings
-    global_01: float  # score_01(global_cosine)
     patch_cosines: list[float]  # G*G, row-major: cell 0 top-left, cell G-1 top-right, G*G-1 bottom-right
     truncated: bool  # the prompt had more than CLIP's context length tokens and was cut
 
@@ -76,7 +75,6 @@ class Scorer:
         cosines = (image_features @ text_features.T).squeeze(1).tolist()
         return ScoreResult(
             global_cosine=cosines[0],
-            global_01=score_01(cosines[0]),
             patch_cosines=cosines[1:],
             truncated=self.is_truncated(prompt),
         )
