@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from tipai_queue.result_backend import backend_spec
 from tipai_queue.settings import get_settings
@@ -35,8 +35,10 @@ app.conf.update(
     # the submitter: one extra Redis publish per task was a third of the time to submit a 20 000-image job.
     worker_send_task_events=True,
     task_track_started=True,
-    # Model work and rendering live on different machines: route by task name.
-    task_queues=[Queue("gpu"), Queue("cpu")],
+    # Model work and rendering live on different machines: route by task name. Each queue is bound by its own
+    # name: a bare Queue("gpu") takes the default exchange and routing key, both "cpu", so anything published to
+    # that exchange and key would be copied into both queues and run twice.
+    task_queues=[Queue(name, Exchange("tipai", type="direct"), routing_key=name) for name in ("gpu", "cpu")],
     task_default_queue="cpu",
     # Within the gpu queue, a ready score goes before the next generate (Redis: lower number = served first):
     # otherwise every generate of a batch runs before the first score, and the CPU workers idle until the end.
