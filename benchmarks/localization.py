@@ -281,14 +281,22 @@ def main() -> None:
 
     import torch
 
+    from tipai_queue.model_specs import method_problem
     from tipai_queue.presets import get_preset
     from workers.localize import METHODS, check_method
     from workers.scoring import load_scorer
 
     torch.set_num_threads(args.threads)
-    scorer = load_scorer(args.scorer or get_preset("mini").scorer, "cpu", PROJECT_ROOT / ".tipai" / "models")
-    cases = make_cases(args.n, args.seed)
+    spec = args.scorer or get_preset("mini").scorer
     names = [check_method(name) for name in args.methods.split(",")] if args.methods else list(METHODS)
+    unable = {name: problem for name in names if (problem := method_problem(name, spec))}
+    if args.methods and unable:
+        parser.error("; ".join(unable.values()))
+    for name, problem in unable.items():
+        print(f"{name} left out: {problem}")
+    names = [name for name in names if name not in unable]
+    scorer = load_scorer(spec, "cpu", PROJECT_ROOT / ".tipai" / "models")
+    cases = make_cases(args.n, args.seed)
     results, maps = {}, {}
     for name in names:
         table, maps[name] = evaluate(method_of(scorer, name), cases)

@@ -159,6 +159,15 @@ def test_submit_refuses_an_unknown_method_and_enqueues_nothing(stack_services, t
     assert "unknown localization method 'saliency'" in result.stderr
 
 
+def test_dense_is_refused_for_a_scorer_whose_image_tower_is_not_a_vit():
+    from tipai_queue.batch import BatchError, build_options
+    from tipai_queue.settings import Settings
+
+    assert build_options(Settings(), preset="tiny", method="dense").method == "dense"
+    with pytest.raises(BatchError, match="image tower of scorer 'RN50' is not a ViT"):
+        build_options(Settings(), preset="tiny", scorer="RN50@openai", method="dense")
+
+
 def test_demo_panel_shows_the_findings_above_the_cells():
     from frontend.app import analysis_outputs
     from frontend.queries import ImageView

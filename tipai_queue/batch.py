@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tipai_queue.fingerprint import weights_fingerprint
-from tipai_queue.model_specs import generator_problem, scorer_problem
+from tipai_queue.model_specs import generator_problem, method_problem, scorer_problem
 from tipai_queue.presets import get_preset
 from tipai_queue.settings import Settings
-from workers.localize import check_method
+from workers.localize import METHODS, check_method
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # Bidirectional embedding/override/isolate controls reorder how text *displays*; nothing in a prompt needs them.
@@ -194,7 +194,10 @@ def build_options(
     except ValueError as exc:
         errors.append(str(exc))
     generator, scorer = generator or chosen.generator, scorer or chosen.scorer
-    errors += [problem for problem in (generator_problem(generator), scorer_problem(scorer)) if problem]
+    problems = [generator_problem(generator), scorer_problem(scorer)]
+    if problems[1] is None and method in METHODS:
+        problems.append(method_problem(method, scorer))
+    errors += [problem for problem in problems if problem]
     if errors:
         raise BatchError(errors)
     return JobOptions(

@@ -8,6 +8,7 @@ missing on this machine is only worth a warning."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -20,14 +21,25 @@ PROJECT_CLIP_CONFIGS = PROJECT_ROOT / "workers" / "model_configs"
 
 
 @cache
-def clip_architectures() -> frozenset[str]:
+def _clip_configs() -> dict[str, Path]:
     """open_clip's architectures (one JSON config each, found without importing open_clip and torch) and this
-    project's own."""
+    project's own, which win a clash as they do once registered."""
     found = importlib.util.find_spec("open_clip")
     folders = [PROJECT_CLIP_CONFIGS]
     if found and found.submodule_search_locations:
-        folders.append(Path(next(iter(found.submodule_search_locations))) / "model_configs")
-    return frozenset(config.stem for folder in folders for config in folder.glob("*.json"))
+        folders.insert(0, Path(next(iter(found.submodule_search_locations))) / "model_configs")
+    return {config.stem: config for folder in folders for config in folder.glob("*.json")}
+
+
+def clip_architectures() -> frozenset[str]:
+    return frozenset(_clip_configs())
+
+
+def is_vit(arch: str) -> bool:
+    """Whether open_clip builds the image tower of ``arch`` as its own VisionTransformer (a list of layers makes
+    a ResNet; a timm name, a timm model)."""
+    vision = json.loads(_clip_configs()[arch].read_text()).get("vision_cfg", {})
+    return isinstance(vision.get("layers", 12), int) and not vision.get("timm_model_name")
 
 
 def _looks_like_path(text: str) -> bool:
@@ -47,6 +59,15 @@ def scorer_problem(spec: str) -> str | None:
         return f"scorer {spec!r} must look like ARCH@PRETRAINED, e.g. ViT-L-14@openai or ViT-B-32@/path/to/weights"
     if arch not in clip_architectures():
         return f"scorer architecture {arch!r} is not known to open_clip (e.g. ViT-B-32, ViT-L-14, ViT-H-14)"
+    return None
+
+
+def method_problem(method: str, scorer: str) -> str | None:
+    """A localization method the scorer cannot run (the scorer spec already checked)."""
+    arch = scorer.partition("@")[0]
+    if method == "dense" and not is_vit(arch):
+        return (f"the dense method reads a ViT's patch tokens, and the image tower of scorer {arch!r} is not a ViT; "
+                "choose grid, occlusion, multiscale or phrases")
     return None
 
 
