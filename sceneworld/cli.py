@@ -22,8 +22,12 @@ def train(
     scenes: Annotated[int | None, typer.Option(help="Rendered training scenes.")] = _DEFAULT,
     clip_steps: Annotated[int | None, typer.Option(help="Mini CLIP optimiser steps.")] = _DEFAULT,
     clip_vision_steps: Annotated[
-        int | None, typer.Option(help="Mini CLIP stage-2 steps (image tower, hard negative images).")
+        int | None, typer.Option(help="Mini CLIP stage-2 steps (the image tower from scratch, hard negative images).")
     ] = _DEFAULT,
+    clip_vision_lr: Annotated[float | None, typer.Option(help="Mini CLIP stage-2 peak learning rate.")] = _DEFAULT,
+    new_image_tower: Annotated[bool, typer.Option(
+        help="With --only clip: run stage 2 alone, a new image tower for the text tower of the CLIP already in "
+             "--out (kept, so the mini SD that reads prompts with it stays valid).")] = False,
     vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
     unet_steps: Annotated[int | None, typer.Option(help="UNet optimiser steps (the text encoder is the CLIP's, frozen).")] = _DEFAULT,
     unet_lr: Annotated[float | None, typer.Option(help="UNet peak learning rate.")] = _DEFAULT,
@@ -42,13 +46,14 @@ def train(
         typer.echo(f"error: --only must be clip or sd, not {only!r}", err=True)
         raise typer.Exit(2)
     overrides = {"scenes": scenes, "clip_steps": clip_steps, "clip_vision_steps": clip_vision_steps,
+                 "clip_vision_lr": clip_vision_lr,
                  "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.
     try:
         metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True),
-                      continue_unet=continue_unet)
+                      continue_unet=continue_unet, new_image_tower=new_image_tower)
     except CannotTrain as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -1,5 +1,11 @@
 """The mini CLIP: a small open_clip model trained contrastively on rendered scenes, with hard-negative captions
-that differ from the truth in one colour, kind, count, relation or background (so colours bind to objects)."""
+that differ from the truth in one colour, kind, count, relation or background (so colours bind to objects).
+
+Its text tower is trained in stage 1 beside a small ViT image tower (``STAGE1_ARCH``); stage 2 trains the image
+tower the scorer keeps, a ResNet (``ARCH``), from scratch against that text tower, frozen. The ViT reads kinds
+poorly (docs/mini.md, "Why a ResNet image tower"), but the committed mini SD reads prompts with the text tower it
+was trained beside, so stage 1 keeps it.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +19,14 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from sceneworld.dataset import SceneSet
 from sceneworld.sampling import hard_negatives
 from workers.tiny import register_model_configs
 
 ARCH = "tipai-mini-clip"
+STAGE1_ARCH = "tipai-mini-clip-stage1"
 _MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
 
@@ -29,11 +36,11 @@ def normalise_pixels(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels.float() / 255.0 - _MEAN) / _STD
 
 
-def create(seed: int) -> torch.nn.Module:
+def create(seed: int, arch: str = ARCH) -> torch.nn.Module:
     register_model_configs()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return open_clip.create_model(ARCH, pretrained=None)
+        return open_clip.create_model(arch, pretrained=None)
 
 
 def load(path: Path) -> torch.nn.Module:
@@ -100,8 +107,8 @@ def _fit(
 def train(
     data: SceneSet, steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None]
 ) -> torch.nn.Module:
-    """Stage 1: both towers from scratch, hard negative captions."""
-    model = create(seed)
+    """Stage 1: both towers from scratch (the stage-1 ViT image tower), hard negative captions."""
+    model = create(seed, STAGE1_ARCH)
     return _fit(model, list(model.parameters()), data, None, steps, batch, negatives, lr, seed, log, "clip")
 
 
@@ -110,15 +117,27 @@ def tune_vision(
     lr: float, seed: int, log: Callable[[str], None],
 ) -> torch.nn.Module:
     """Stage 2: the image tower alone learns to rank a caption's own scene above the scene one object away
-    (``counterfactuals[i]`` is false of caption i). Captions alone never teach that direction: a batch's other
-    images differ in everything. The text tower stays as it is, so the mini SD, which reads prompts with it, is
-    unaffected."""
+    (``counterfactuals[i]`` is false of caption i) as well as the caption above its hard negatives. Captions alone
+    never teach the first direction: a batch's other images differ in everything. The text tower stays as it is,
+    so the mini SD, which reads prompts with it, is unaffected."""
     model.requires_grad_(False)
     params = [*model.visual.parameters(), model.logit_scale]
     for parameter in params:
         parameter.requires_grad_(True)
     _fit(model, params, data, counterfactuals, steps, batch, negatives, lr, seed, log, "clip vision")
     model.requires_grad_(True)
+    return model
+
+
+def with_text_tower(path: Path, seed: int) -> torch.nn.Module:
+    """A model whose image tower is new (drawn from ``seed``) and whose text tower and temperature are those of
+    the checkpoint at ``path``, whatever image tower that checkpoint had."""
+    model = create(seed)
+    text = {name: weight for name, weight in load_file(path).items() if not name.startswith("visual.")}
+    missing = [name for name in model.load_state_dict(text, strict=False).missing_keys
+               if not name.startswith("visual.")]
+    if missing:
+        raise ValueError(f"{path} lacks text-tower weights: {', '.join(missing)}")
     return model
 
 
