@@ -1,9 +1,9 @@
 """GenEval-style score of a generator: the share of its images of the mini prompts in which the mini CLIP reads
 every object's kind, named colour and count as the prompt says.
 
-The reader is imperfect (relations 0.60 zero-shot, counts 0.90), so the same score of *rendered* scenes, each true of its prompt by
-construction, is the most a generator can reach: ``reference`` measures it, and a generator's score means most as
-a share of it."""
+The reader is imperfect (relations 0.60 zero-shot, counts 0.90), so the same score of *rendered* scenes, each
+true of its prompt by construction, is the most a generator can reach: ``reference`` measures it, and a
+generator's score means most as a share of it."""
 
 from __future__ import annotations
 
