@@ -194,10 +194,10 @@ def build_options(
     except ValueError as exc:
         errors.append(str(exc))
     generator, scorer = generator or chosen.generator, scorer or chosen.scorer
-    problems = [generator_problem(generator), scorer_problem(scorer)]
-    if problems[1] is None and method in METHODS:
-        problems.append(method_problem(method, scorer))
-    errors += [problem for problem in problems if problem]
+    scorer_error = scorer_problem(scorer)
+    # Whether the scorer can run the method is only worth asking of a known scorer and a known method.
+    method_error = method_problem(method, scorer) if scorer_error is None and method in METHODS else None
+    errors += [problem for problem in (generator_problem(generator), scorer_error, method_error) if problem]
     if errors:
         raise BatchError(errors)
     return JobOptions(

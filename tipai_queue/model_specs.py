@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from tipai_queue.settings import PROJECT_ROOT
+from workers.localize import METHODS
 
 BUILTIN_TINY_SD = "builtin:tiny-sd"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -66,8 +67,9 @@ def method_problem(method: str, scorer: str) -> str | None:
     """A localization method the scorer cannot run (the scorer spec already checked)."""
     arch = scorer.partition("@")[0]
     if method == "dense" and not is_vit(arch):
+        others = ", ".join(name for name in METHODS if name != "dense")
         return (f"the dense method reads a ViT's patch tokens, and the image tower of scorer {arch!r} is not a ViT; "
-                "choose grid, occlusion, multiscale or phrases")
+                f"choose one of: {others}")
     return None
 
 
