@@ -3,8 +3,10 @@
 Each change names the phrase it touches and what the image would show instead ("a red car" -> "a blue car"), so a
 scorer that prefers the changed prompt says, in words, what it sees. Prompts of the scene world's grammar are
 parsed with its own parser and get every kind of change the mini CLIP was trained to tell apart (colour, kind,
-count, a missing or an extra object, relation, background); free text falls back to a simple split into noun
-phrases, with colour changes and missing phrases only, since its nouns have no vocabulary to swap in.
+count, a missing or an extra object, relation, background), plus one member of a counted group in another colour
+or kind, which names what no change of the whole group can ("four purple bananas and an orange banana"); free text
+falls back to a simple split into noun phrases, with colour changes and missing phrases only, since its nouns have
+no vocabulary to swap in.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import dataclass, replace
 from sceneworld.captions import Caption, Group, parse
 from sceneworld.vocab import BACKGROUNDS, COLOURS, KINDS, MAX_COUNT, RELATIONS
 
-# What each kind of change means when the scorer prefers it.
-ASPECTS = ("colour", "kind", "count", "missing", "extra", "relation", "background")
+# What each kind of change means when the scorer prefers it. odd_one: one member of a counted group differs in
+# colour or kind ("five purple bananas" -> "four purple bananas and an orange banana").
+ASPECTS = ("colour", "kind", "count", "missing", "extra", "relation", "background", "odd_one")
 
 # Colour words recognised in free text; the scene world's eight plus common ones.
 FREE_COLOURS = (*COLOURS, "pink", "brown", "grey", "gray", "golden", "silver")
@@ -47,6 +50,17 @@ def _with_group(caption: Caption, index: int, group: Group) -> Caption:
     return replace(caption, groups=tuple(groups))
 
 
+def _odd_one(caption: Caption, index: int, odd: Group) -> Edit:
+    """The group with one member replaced by ``odd``. The text is spliced in rather than built as a Caption: a
+    caption holds at most two groups, and the scene world's captions never name one kind twice."""
+    group, text = caption.groups[index], caption.text()
+    alternative = f"{replace(group, count=group.count - 1).text()} and {odd.text()}"
+    # Search for the second group only after the first, so a first group that happens to contain its text is left.
+    start = text.index(group.text(), len(caption.groups[0].text()) if index else 0)
+    new = text[:start] + alternative + text[start + len(group.text()):]
+    return Edit(group.text(), "odd_one", alternative, new)
+
+
 def _caption_edits(caption: Caption) -> list[Edit]:
     edits = []
     kinds = {g.kind for g in caption.groups}
@@ -61,10 +75,14 @@ def _caption_edits(caption: Caption) -> list[Edit]:
                 if colour != group.colour:
                     changed = replace(group, colour=colour)
                     edits.append(edit("colour", _with_group(caption, i, changed), changed.text()))
+                    if group.count > 1:
+                        edits.append(_odd_one(caption, i, replace(group, colour=colour, count=1)))
         for kind in KINDS:
             if kind not in kinds:
                 changed = replace(group, kind=kind)
                 edits.append(edit("kind", _with_group(caption, i, changed), changed.text()))
+                if group.count > 1:
+                    edits.append(_odd_one(caption, i, replace(group, kind=kind, count=1)))
         if caption.relation is None:
             for count in range(1, MAX_COUNT + 1):
                 if count != group.count:
