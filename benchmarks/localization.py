@@ -10,7 +10,8 @@ the masks of all the group's instances: the added one looks exactly like the oth
 - pixel AUROC of (1 - normalised, upsampled heatmap) against the ground-truth mask, averaged over scenes;
 - seconds per image scored;
 - explanation correctness (colour and kind swaps): the first finding of workers/explain.py names the phrase the
-  corrupted object belongs to and the colour or kind it was swapped to.
+  corrupted object belongs to and the colour or kind it was swapped to; and the share of faithful scenes with any
+  finding (false alarms) and of corrupted scenes with any (detections).
 
     python -m benchmarks.localization --json results.json
     python -m benchmarks.localization --methods grid,phrases --n 100
@@ -153,14 +154,23 @@ def explanation_correct(case: Case, findings: list) -> bool:
 
 
 def explanation_table(scorer, cases: list[Case]) -> dict:
+    """Correctness on colour and kind swaps, and how often a scene gets any finding at all: a finding on a faithful
+    scene is a false alarm, one on a corrupted scene a detection (of any violation type)."""
     from workers.explain import explain
 
     rows: dict[str, list[bool]] = {"colour_swap": [], "kind_swap": []}
+    alarms, detections = [], []
     for case in cases:
+        found = explain(scorer, case.corrupted, case.prompt, GRID)
+        detections.append(bool(found))
+        alarms.append(bool(explain(scorer, case.faithful, case.prompt, GRID)))
         if case.violation in rows:
-            rows[case.violation].append(explanation_correct(case, explain(scorer, case.corrupted, case.prompt, GRID)))
+            rows[case.violation].append(explanation_correct(case, found))
     rows["overall"] = rows["colour_swap"] + rows["kind_swap"]
-    return {name: {"correct": float(np.mean(hits)), "n": len(hits)} for name, hits in rows.items()}
+    table = {name: {"correct": float(np.mean(hits)), "n": len(hits)} for name, hits in rows.items()}
+    table["faithful_with_findings"] = {"share": float(np.mean(alarms)), "n": len(alarms)}
+    table["corrupted_with_findings"] = {"share": float(np.mean(detections)), "n": len(detections)}
+    return table
 
 
 def lowest_cell_hits(cells: np.ndarray, mask: np.ndarray) -> bool:
@@ -311,7 +321,11 @@ def main() -> None:
     explanations = explanation_table(scorer, cases)
     print("\nexplanation correctness (first finding names the phrase and the swapped-in colour or kind):")
     for name, row in explanations.items():
-        print(f"  {name:<12}{row['correct']:.3f}  (n = {row['n']})")
+        if "correct" in row:
+            print(f"  {name:<12}{row['correct']:.3f}  (n = {row['n']})")
+    print("scenes with any finding (faithful: false alarms; corrupted: detections):")
+    for name in ("faithful_with_findings", "corrupted_with_findings"):
+        print(f"  {name.split('_')[0]:<12}{explanations[name]['share']:.3f}  (n = {explanations[name]['n']})")
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results | {"explanations": explanations}, indent=2) + "\n")
 

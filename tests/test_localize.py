@@ -97,6 +97,35 @@ def test_claims_parse_the_scene_grammar_and_split_free_text():
     assert any(e.alternative == "a red umbrella" for e in free.edits)
 
 
+def test_a_counted_group_can_have_one_odd_member_of_another_colour_or_kind():
+    said = claims("a green tree and three blue bananas")
+    odd = {e.alternative: e for e in said.edits if e.aspect == "odd_one"}
+    assert odd["two blue bananas and an orange banana"].text == "a green tree and two blue bananas and an orange banana"
+    assert odd["two blue bananas and a blue cup"].phrase == "three blue bananas"
+    assert not any(e.phrase == "a green tree" for e in odd.values()), "one tree has no odd member"
+    assert "two blue bananas and a blue tree" not in odd, "the prompt names trees already"
+
+
+def test_a_finding_needs_its_alternative_clearly_more_likely_than_the_prompt():
+    from workers.claims import Edit
+    from workers.explain import MIN_LOG_ODDS, findings
+    from workers.localize.phrases import Analysis, Judgement
+
+    evidence = np.zeros((GRID, GRID))
+    evidence[3, 1] = 1.0
+
+    def judgement(alternative: str, odds: float) -> Judgement:
+        edit = Edit("a red car", "colour", alternative, f"{alternative} and a dog")
+        prompt_probability = 1.0 / (1.0 + np.exp(odds))
+        return Judgement(edit, 1.0 - prompt_probability, prompt_probability, evidence)
+
+    clear, slight = judgement("a blue car", MIN_LOG_ODDS + 0.01), judgement("a black car", MIN_LOG_ODDS - 0.01)
+    assert slight.log_odds > 0, "the scorer prefers it, but not by enough"
+    found = findings(Analysis(0.3, -1.0, evidence, (clear, slight)), GRID)
+    assert [f.alternative for f in found] == ["a blue car"]
+    assert (found[0].row, found[0].col) == (3, 1)
+
+
 def test_explain_names_regions_and_gives_probabilities(scorer, scene):
     findings = explain(scorer, scene, CAPTION, GRID)
     assert findings, "random weights always prefer some alternative reading"
