@@ -13,6 +13,7 @@ Stable Diffusion's recipe, scaled down:
 from __future__ import annotations
 
 import copy
+import json
 import math
 import shutil
 import tempfile
@@ -312,5 +313,11 @@ def save(folder: Path, vae, unet, text_encoder, tok: CLIPTokenizer) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     pipe.save_pretrained(folder, safe_serialization=True)
+    # Modules loaded from a folder (a continued UNet, its VAE) record that folder's path: a path on the machine that
+    # trained them, meaningless in the committed folder.
+    for config in folder.glob("*/config.json"):
+        fields = json.loads(config.read_text())
+        if fields.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
     for module in (vae, unet, text_encoder):
         module.float()
