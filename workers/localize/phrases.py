@@ -35,8 +35,9 @@ from workers.localize.occlusion import occlude
 
 # Judged, located and explained, but left out of the faithfulness. The mini CLIP never trained on captions that name
 # one kind twice ("four purple bananas and an orange banana"), and counting them made the ranking worse: on the 300
-# benchmark pairs pair accuracy fell from 0.940 to 0.900 (extra instance 0.853 to 0.720), while naming the odd one
-# raised explanation correctness from 0.667 to 0.747 and pointing from 0.790 to 0.800.
+# benchmark pairs (with the 3 000-step image tower) pair accuracy fell from 0.940 to 0.900 (extra instances 0.853 to
+# 0.720), while naming the odd one raised explanation correctness from 0.667 to 0.747 and pointing from 0.790 to
+# 0.800.
 UNRANKED_ASPECTS = ("odd_one",)
 
 
@@ -63,7 +64,7 @@ class Analysis:
     # UNRANKED_ASPECTS), the prompt's share of the softmax over the prompt and that aspect's alternatives, the logs
     # summed (kept as a log: a long prompt's product can underflow). None when the prompt offers no alternative.
     # Unlike the cosine it is relative to the image's own readings, so it compares images better: on 300 benchmark
-    # pairs it put the faithful scene first in 0.93 of pairs, the cosine in 0.87.
+    # pairs it put the faithful scene first in 0.95 of pairs, the cosine in 0.88.
     log_faithfulness: float | None
     occlusion: np.ndarray  # (G, G) occlusion map of the prompt itself
     judgements: tuple[Judgement, ...]
