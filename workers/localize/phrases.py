@@ -91,10 +91,10 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
         families.setdefault((edit.phrase, edit.aspect), []).append(index)
     scale = logit_scale(scorer)
     judgements, log_faithfulness = [], 0.0
-    for members in families.values():
+    for (_, aspect), members in families.items():
         logits = torch.tensor(scale * whole[[0, *members]], dtype=torch.float64)
         probabilities = torch.softmax(logits, dim=0).numpy()
-        if said.edits[members[0] - 1].aspect not in UNRANKED_ASPECTS:
+        if aspect not in UNRANKED_ASPECTS:
             log_faithfulness += float(torch.log_softmax(logits, dim=0)[0])
         best = int(np.argmax(probabilities[1:]))
         index = members[best]
