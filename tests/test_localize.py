@@ -86,6 +86,24 @@ def test_occlusion_points_at_what_contradicts_the_target(scorer):
     assert cells[1, 2] < 0  # removing it raises the score: it contradicts
 
 
+def test_salience_is_one_batched_backward_pass_that_leaves_the_model_untouched(scorer, scene):
+    import torch
+
+    from workers.localize.phrases import salience
+
+    directions = torch.nn.functional.normalize(torch.randn(3, scorer.model.text_projection.shape[1]), dim=-1)
+    batches = []
+    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    try:
+        maps = salience(scorer, scene, directions, GRID)
+    finally:
+        hook.remove()
+    assert batches == [3]
+    assert maps.shape == (3, GRID, GRID) and np.all(np.isfinite(maps)) and np.all(maps >= 0)
+    assert not np.allclose(maps[0], maps[1]), "each direction depends on the pixels in its own way"
+    assert all(p.grad is None for p in scorer.model.parameters()), "the cached model must not collect gradients"
+
+
 def test_claims_parse_the_scene_grammar_and_split_free_text():
     said = claims(CAPTION)
     assert said.phrases == ("a red car", "a dog", "on the beach")
@@ -117,7 +135,7 @@ def test_a_finding_needs_its_alternative_clearly_more_likely_than_the_prompt():
     def judgement(alternative: str, odds: float) -> Judgement:
         edit = Edit("a red car", "colour", alternative, f"{alternative} and a dog")
         prompt_probability = 1.0 / (1.0 + np.exp(odds))
-        return Judgement(edit, 1.0 - prompt_probability, prompt_probability, evidence)
+        return Judgement(edit, 1.0 - prompt_probability, prompt_probability, evidence, salience=evidence)
 
     clear, slight = judgement("a blue car", MIN_LOG_ODDS + 0.01), judgement("a black car", MIN_LOG_ODDS - 0.01)
     assert slight.log_odds > 0, "the scorer prefers it, but not by enough"

@@ -52,8 +52,9 @@ def findings(analysis: Analysis, grid: int) -> list[Finding]:
         if judgement.log_odds < MIN_LOG_ODDS:
             continue
         row = col = region = None
-        if judgement.edit.aspect != "missing" and judgement.evidence.max() > 0:
-            row, col = (int(k) for k in np.unravel_index(np.argmax(judgement.evidence), judgement.evidence.shape))
+        location = judgement.location()
+        if judgement.edit.aspect != "missing" and location.max() > 0:
+            row, col = (int(k) for k in np.unravel_index(np.argmax(location), location.shape))
             region = cell_name(row, col, grid)
         out.append(
             Finding(judgement.edit.phrase, judgement.edit.aspect, judgement.edit.alternative,

@@ -7,11 +7,19 @@ softmax at CLIP's own temperature turns the cosines into the probability of each
 CLIP answers well (it is trained to tell a caption from its near misses) instead of the question the grid asks of
 each crop ("does this crop look like the whole caption?").
 
-Where: the occluded copies of the occlusion method are scored against the prompt and every alternative in the same
-batch. Painting over the region that holds the evidence for an alternative moves the image back towards the prompt,
-so the evidence map of an alternative is how much occluding each window does so. The method's map is minus the
-evidence maps of every phrase's most likely alternative, weighted by a softmax over how strongly each beats the
-prompt (log-odds): low where the image shows something the prompt does not say. The weights are soft even when the
+Where, two ways, for each phrase's most likely alternative:
+- occlusion: the occluded copies of the occlusion method are scored against the prompt and every alternative in the
+  same batch. Painting over the region that holds the evidence for an alternative moves the image back towards the
+  prompt, so the occlusion evidence of an alternative is how much occluding each window does so. It has a sign (it
+  knows which object supports the alternative) but only the coarseness of its windows;
+- salience: the magnitude of the gradient of (alternative − prompt) cosine with respect to the pixels, one batched
+  backward pass for all alternatives. It has no sign but follows the outline of the objects the difference depends
+  on, so it sharpens the coarse occlusion evidence.
+A judgement's location is the two, each scaled to a maximum of one, averaged. The method's map is minus the
+locations of every phrase's most likely alternative, weighted by a softmax over how strongly each beats the prompt
+(log-odds): low where the image shows something the prompt does not say. On the localization benchmark's 300 pairs,
+occlusion evidence alone scored pointing 0.837 and pixel AUROC 0.876, salience alone about 0.68 and 0.92, both 0.850
+and 0.934 (on another draw of 300, seed 0: 0.823 / 0.877 alone and about 0.86 / 0.93 both). The weights are soft even when the
 scorer prefers no alternative, because the most suspicious phrase still points at the right place more often than
 anything else: on 300 benchmark pairs (before extra instances counted their whole group as the truth) this scored
 pointing 0.590 and AUROC 0.798, against 0.543 and 0.763 for the evidence of preferred alternatives only, with the
@@ -29,7 +37,8 @@ import torch
 from PIL import Image
 
 from workers.claims import Edit, claims
-from workers.localize.common import encode_texts, logit_scale
+from workers.devices import dtype_for
+from workers.localize.common import encode_texts, logit_scale, pool_to_grid
 from workers.localize.occlusion import occlude
 
 
@@ -49,6 +58,11 @@ class Judgement:
     probability: float  # softmax over the prompt and this aspect's alternatives, at CLIP's temperature
     prompt_probability: float  # the prompt's own share of the same softmax
     evidence: np.ndarray  # (G, G): how much painting over each cell moves the image back towards the prompt
+    salience: np.ndarray  # (G, G): mean gradient magnitude of (alternative − prompt) cosine over each cell's pixels
+
+    def location(self) -> np.ndarray:
+        """(G, G), 0..1: where the evidence for the alternative is (see the module's docstring)."""
+        return locate([self], np.ones(1))
 
     @property
     def log_odds(self) -> float:
@@ -75,8 +89,35 @@ class Analysis:
             return self.occlusion.copy()
         odds = np.array([j.log_odds for j in present])
         weights = np.exp(odds - odds.max())
-        weights /= weights.sum()
-        return -sum(w * np.maximum(j.evidence, 0.0) for w, j in zip(weights, present))
+        return -locate(present, weights / weights.sum())
+
+
+def _scaled(values: np.ndarray) -> np.ndarray:
+    top = values.max()
+    return values / top if top > 0 else values
+
+
+def locate(judgements: list[Judgement], weights: np.ndarray) -> np.ndarray:
+    """The weighted occlusion evidence and the weighted salience, each scaled to a maximum of one, averaged. The sums
+    are scaled, not each judgement: occlusion evidence is in cosine units and salience in gradient units, each
+    comparable across judgements, so a judgement with more evidence keeps its larger say."""
+    evidence = sum(w * np.maximum(j.evidence, 0.0) for w, j in zip(weights, judgements))
+    salience = sum(w * j.salience for w, j in zip(weights, judgements))
+    return (_scaled(evidence) + _scaled(salience)) / 2
+
+
+def salience(scorer, image: Image.Image, directions: torch.Tensor, grid: int) -> np.ndarray:
+    """(directions, G, G): for each direction in the joint space, the mean over each cell's pixels of the gradient
+    magnitude (summed over colour channels) of the image embedding's projection on it. One batched backward pass;
+    autograd.grad leaves the cached model's own gradients untouched."""
+    pixels = scorer.preprocess(image.convert("RGB")).unsqueeze(0).repeat(len(directions), 1, 1, 1)
+    pixels = pixels.to(scorer.device, dtype_for(scorer.device)).requires_grad_(True)
+    with torch.enable_grad():
+        embeddings = scorer.model.encode_image(pixels, normalize=True).float()
+        projection = (embeddings * directions.to(embeddings.device)).sum()
+        [gradient] = torch.autograd.grad(projection, pixels)
+    magnitude = gradient.abs().sum(dim=1).float().cpu().numpy()
+    return np.stack([pool_to_grid(m, grid) for m in magnitude])
 
 
 def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
@@ -90,22 +131,26 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
     for index, edit in enumerate(said.edits, start=1):
         families.setdefault((edit.phrase, edit.aspect), []).append(index)
     scale = logit_scale(scorer)
-    judgements, log_faithfulness = [], 0.0
+    readings, log_faithfulness = [], 0.0
     for (_, aspect), members in families.items():
         logits = torch.tensor(scale * whole[[0, *members]], dtype=torch.float64)
         probabilities = torch.softmax(logits, dim=0).numpy()
         if aspect not in UNRANKED_ASPECTS:
             log_faithfulness += float(torch.log_softmax(logits, dim=0)[0])
         best = int(np.argmax(probabilities[1:]))
-        index = members[best]
-        judgements.append(
-            Judgement(
-                edit=said.edits[index - 1],
-                probability=float(probabilities[1 + best]),
-                prompt_probability=float(probabilities[0]),
-                evidence=occluded.cells(deltas[index] - deltas[0]),
-            )
+        readings.append((members[best], float(probabilities[1 + best]), float(probabilities[0])))
+    salient = salience(scorer, image, text_features[[index for index, _, _ in readings]] - text_features[0], grid) \
+        if readings else []
+    judgements = [
+        Judgement(
+            edit=said.edits[index - 1],
+            probability=probability,
+            prompt_probability=prompt_probability,
+            evidence=occluded.cells(deltas[index] - deltas[0]),
+            salience=cells,
         )
+        for (index, probability, prompt_probability), cells in zip(readings, salient)
+    ]
     judgements.sort(key=lambda j: j.log_odds, reverse=True)
     return Analysis(float(whole[0]), log_faithfulness if families else None, occluded.cells(deltas[0]),
                     tuple(judgements))
