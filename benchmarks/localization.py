@@ -129,9 +129,10 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
 Method = Callable[[Image.Image, str], tuple[float, np.ndarray]]
 
 
-def method_of(scorer, name: str, grid: int = GRID) -> Method:
+def method_of(scorer, name: str, grid: int = GRID, analyses: dict | None = None) -> Method:
     """The map methods rank images by the cosine; phrases by the faithfulness its analysis computes on the way,
-    which is what the pipeline pairs images by (workers/pairing.py: ranking_score)."""
+    which is what the pipeline pairs images by (workers/pairing.py: ranking_score). Phrases analyses are kept in
+    `analyses`, keyed by id(image), so the explanations reuse them instead of analysing every scene again."""
     from workers import localize
     from workers.localize.phrases import analyse
     from workers.pairing import ranking_score
@@ -139,6 +140,8 @@ def method_of(scorer, name: str, grid: int = GRID) -> Method:
     if name == "phrases":
         def phrases(image: Image.Image, prompt: str) -> tuple[float, np.ndarray]:
             analysis = analyse(scorer, image, prompt, grid)
+            if analyses is not None:
+                analyses[id(image)] = analysis
             return ranking_score(analysis.global_cosine, analysis.log_faithfulness), analysis.cells()
         return phrases
     return lambda image, prompt: localize.score(scorer, image, prompt, grid, name)
@@ -153,17 +156,25 @@ def explanation_correct(case: Case, findings: list) -> bool:
     return first.phrase == case.phrase and (case.alternative in words or PLURALS.get(case.alternative) in words)
 
 
-def explanation_table(scorer, cases: list[Case]) -> dict:
+def explanation_table(scorer, cases: list[Case], analyses: dict | None = None) -> dict:
     """Correctness on colour and kind swaps, and how often a scene gets any finding at all: a finding on a faithful
-    scene is a false alarm, one on a corrupted scene a detection (of any violation type)."""
-    from workers.explain import explain
+    scene is a false alarm, one on a corrupted scene a detection (of any violation type). `analyses` (see
+    method_of) saves analysing scenes the phrases method has already analysed."""
+    from workers.explain import findings
+    from workers.localize.phrases import analyse
+
+    analyses = analyses or {}
+
+    def explain(image: Image.Image, prompt: str) -> list:
+        analysis = analyses.get(id(image)) or analyse(scorer, image, prompt, GRID)
+        return findings(analysis, GRID)
 
     rows: dict[str, list[bool]] = {"colour_swap": [], "kind_swap": []}
     alarms, detections = [], []
     for case in cases:
-        found = explain(scorer, case.corrupted, case.prompt, GRID)
+        found = explain(case.corrupted, case.prompt)
         detections.append(bool(found))
-        alarms.append(bool(explain(scorer, case.faithful, case.prompt, GRID)))
+        alarms.append(bool(explain(case.faithful, case.prompt)))
         if case.violation in rows:
             rows[case.violation].append(explanation_correct(case, found))
     rows["overall"] = rows["colour_swap"] + rows["kind_swap"]
@@ -307,9 +318,9 @@ def main() -> None:
     names = [name for name in names if name not in unable]
     scorer = load_scorer(spec, "cpu", PROJECT_ROOT / ".tipai" / "models")
     cases = make_cases(args.n, args.seed)
-    results, maps = {}, {}
+    results, maps, analyses = {}, {}, {}
     for name in names:
-        table, maps[name] = evaluate(method_of(scorer, name), cases)
+        table, maps[name] = evaluate(method_of(scorer, name, analyses=analyses), cases)
         results[name] = table
         print_table(name, table)
         if name == "grid":
@@ -318,7 +329,7 @@ def main() -> None:
     print_side_by_side(results)
     methods_figure(cases, maps, args.methods_figure)
     print(f"methods figure: {args.methods_figure}")
-    explanations = explanation_table(scorer, cases)
+    explanations = explanation_table(scorer, cases, analyses)
     print("\nexplanation correctness (first finding names the phrase and the swapped-in colour or kind):")
     for name, row in explanations.items():
         if "correct" in row:
