@@ -19,13 +19,14 @@ A judgement's location is the two, each scaled to a maximum of one, averaged. Th
 locations of every phrase's most likely alternative, weighted by a softmax over how strongly each beats the prompt
 (log-odds): low where the image shows something the prompt does not say. On the localization benchmark's 300 pairs,
 occlusion evidence alone scored pointing 0.837 and pixel AUROC 0.876, salience alone about 0.68 and 0.92, both 0.850
-and 0.934 (on another draw of 300, seed 0: 0.823 / 0.877 alone and about 0.86 / 0.93 both). The weights are soft even when the
-scorer prefers no alternative, because the most suspicious phrase still points at the right place more often than
-anything else: on 300 benchmark pairs (before extra instances counted their whole group as the truth) this scored
-pointing 0.590 and AUROC 0.798, against 0.543 and 0.763 for the evidence of preferred alternatives only, with the
-prompt's occlusion map when there were none. Only when the prompt offers no alternative at all is the map the
-occlusion map of the prompt itself. (Adding the occlusion map to the evidence scored worse: removing any object the
-prompt names, even a wrong one, lowers the score, which hides the wrong one.)
+and 0.934 (on another draw of 300, seed 0: 0.823 / 0.877 alone and about 0.86 / 0.93 both). The weights are soft
+even when the scorer prefers no alternative, because the most suspicious phrase still points at the right place
+more often than anything else: on 300 benchmark pairs (with occlusion evidence alone, before extra instances
+counted their whole group as the truth) this scored pointing 0.590 and AUROC 0.798, against 0.543 and 0.763 for
+the evidence of preferred alternatives only, with the prompt's occlusion map when there were none. Only when the
+prompt offers no alternative at all is the map the occlusion map of the prompt itself. (Adding the occlusion map to
+the evidence scored worse: removing any object the prompt names, even a wrong one, lowers the score, which hides
+the wrong one.)
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def locate(judgements: list[Judgement], weights: np.ndarray) -> np.ndarray:
 
 def salience(scorer, image: Image.Image, directions: torch.Tensor, grid: int) -> np.ndarray:
     """(directions, G, G): for each direction in the joint space, the mean over each cell's pixels of the gradient
-    magnitude (summed over colour channels) of the image embedding's projection on it. One batched backward pass;
+    magnitude (summed over colour channels) of the image embedding's projection on it. The cells split the image as
+    the scorer sees it after preprocessing, which for a square image is the whole image. One batched backward pass;
     autograd.grad leaves the cached model's own gradients untouched."""
     pixels = scorer.preprocess(image.convert("RGB")).unsqueeze(0).repeat(len(directions), 1, 1, 1)
     pixels = pixels.to(scorer.device, dtype_for(scorer.device)).requires_grad_(True)
@@ -139,8 +141,8 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
             log_faithfulness += float(torch.log_softmax(logits, dim=0)[0])
         best = int(np.argmax(probabilities[1:]))
         readings.append((members[best], float(probabilities[1 + best]), float(probabilities[0])))
-    salient = salience(scorer, image, text_features[[index for index, _, _ in readings]] - text_features[0], grid) \
-        if readings else []
+    directions = text_features[[index for index, _, _ in readings]] - text_features[0]
+    salient = salience(scorer, image, directions, grid) if readings else []
     judgements = [
         Judgement(
             edit=said.edits[index - 1],
