@@ -19,7 +19,7 @@ A judgement's location is the two, each scaled to a maximum of one, averaged. Th
 locations of every phrase's most likely alternative, weighted by a softmax over how strongly each beats the prompt
 (log-odds): low where the image shows something the prompt does not say. On the localization benchmark's 300 pairs,
 occlusion evidence alone scored pointing 0.837 and pixel AUROC 0.876, salience alone about 0.68 and 0.92, both 0.850
-and 0.934 (on another draw of 300, seed 0: 0.823 / 0.877 alone and about 0.86 / 0.93 both). The weights are soft
+and 0.934 (on another draw of 300, seed 0: 0.823 / 0.877 alone and 0.860 / 0.935 both). The weights are soft
 even when the scorer prefers no alternative, because the most suspicious phrase still points at the right place
 more often than anything else: on 300 benchmark pairs (with occlusion evidence alone, before extra instances
 counted their whole group as the truth) this scored pointing 0.590 and AUROC 0.798, against 0.543 and 0.763 for
