@@ -28,6 +28,9 @@ def train(
     new_image_tower: Annotated[bool, typer.Option(
         help="With --only clip: run stage 2 alone, a new image tower for the text tower of the CLIP already in "
              "--out (kept, so the mini SD that reads prompts with it stays valid).")] = False,
+    continue_image_tower: Annotated[bool, typer.Option(
+        help="With --only clip: train the image tower of the CLIP already in --out for --clip-vision-steps more "
+             "stage-2 steps against new counterfactual scenes (its text tower, and so the mini SD, kept).")] = False,
     vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
     unet_steps: Annotated[int | None, typer.Option(help="UNet optimiser steps (the text encoder is the CLIP's, frozen).")] = _DEFAULT,
     unet_lr: Annotated[float | None, typer.Option(help="UNet peak learning rate.")] = _DEFAULT,
@@ -36,8 +39,8 @@ def train(
              "text encoder kept), keeping the moving average of its weights.")] = False,
     geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
 ) -> None:
-    """Train the mini CLIP and the mini SD from scratch with fixed seeds (or train a UNet further), then print
-    their metrics."""
+    """Train the mini CLIP and the mini SD from scratch with fixed seeds (or train a UNet or an image tower
+    further), then print their metrics."""
     from dataclasses import replace
 
     from sceneworld.train import Budget, CannotTrain, run
@@ -53,7 +56,8 @@ def train(
     # Flushed line by line: a long run is usually followed in a log file.
     try:
         metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True),
-                      continue_unet=continue_unet, new_image_tower=new_image_tower)
+                      continue_unet=continue_unet, new_image_tower=new_image_tower,
+                      continue_image_tower=continue_image_tower)
     except CannotTrain as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

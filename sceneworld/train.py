@@ -75,7 +75,27 @@ def new_clip_image_tower(budget: Budget, out: Path, data: SceneSet, log: Callabl
     mini_clip.save(model, clip_checkpoint(out))
     tower = {"steps": budget.clip_vision_steps, "batch": budget.clip_vision_batch, "lr": budget.clip_vision_lr,
              "seed": budget.seed, "seconds": round(time.monotonic() - started)}
-    return {"clip_new_image_tower": tower} | measure_clip(out, log)
+    # A new tower starts the record of its continuations anew.
+    return {"clip_new_image_tower": tower, "clip_image_tower_continuations": []} | measure_clip(out, log)
+
+
+def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_before: int,
+                              log: Callable[[str], None]) -> dict:
+    """``budget.clip_vision_steps`` more stage-2 steps for the image tower of the CLIP in ``out``, from its
+    weights and with a fresh cosine schedule peaking at ``budget.clip_vision_lr``. Its text tower stays, and so
+    does the mini SD. Each continuation draws new counterfactual scenes: the ones a tower trained on are the
+    negatives it has already learnt."""
+    started = time.monotonic()
+    seed = budget.seed + CONTINUATION_SEED_OFFSET + done_before
+    counterfactuals = render_counterfactuals(data, TRAIN_SEED + CONTINUATION_SEED_OFFSET + done_before)
+    log(f"rendered {len(counterfactuals)} counterfactual scenes in {time.monotonic() - started:.0f} s")
+    model = mini_clip.tune_vision(
+        mini_clip.load(clip_checkpoint(out)), data, counterfactuals, budget.clip_vision_steps,
+        budget.clip_vision_batch, budget.clip_negatives, budget.clip_vision_lr, seed, log,
+    )
+    mini_clip.save(model, clip_checkpoint(out))
+    return {"steps": budget.clip_vision_steps, "batch": budget.clip_vision_batch, "lr": budget.clip_vision_lr,
+            "seed": seed, "seconds": round(time.monotonic() - started)}
 
 
 def measure_clip(out: Path, log: Callable[[str], None]) -> dict:
@@ -160,10 +180,11 @@ def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None]) -> dict:
 
 def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: int = 2,
         geneval_seeds: int = GENEVAL_SEEDS, log: Callable[[str], None] = print, continue_unet: bool = False,
-        new_image_tower: bool = False) -> dict:
+        new_image_tower: bool = False, continue_image_tower: bool = False) -> dict:
     """Train what ``only`` names ("clip", "sd") or both, then measure; metrics are merged into metrics.json.
     ``continue_unet`` trains the UNet of the SD already in ``out`` further instead (``only`` must be "sd");
-    ``new_image_tower`` trains a new image tower for the CLIP already in ``out`` (``only`` must be "clip")."""
+    ``new_image_tower`` trains a new image tower for the CLIP already in ``out`` and ``continue_image_tower`` trains
+    its image tower further (``only`` must be "clip")."""
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     if only == "sd" and not clip_checkpoint(out).is_file():
@@ -172,24 +193,33 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
     if continue_unet and (only != "sd" or not (sd_folder(out) / "model_index.json").is_file()):
         raise CannotTrain(f"--continue-unet trains the UNet of an SD already in {sd_folder(out)} further: it needs "
                           "--only sd and that SD")
-    if new_image_tower and (only != "clip" or not clip_checkpoint(out).is_file()):
-        raise CannotTrain(f"--new-image-tower trains an image tower for the text tower of {clip_checkpoint(out)}: "
+    if new_image_tower and continue_image_tower:
+        raise CannotTrain("--new-image-tower and --continue-image-tower exclude each other")
+    if (new_image_tower or continue_image_tower) and (only != "clip" or not clip_checkpoint(out).is_file()):
+        flag = "--new-image-tower" if new_image_tower else "--continue-image-tower"
+        raise CannotTrain(f"{flag} trains an image tower for the text tower of {clip_checkpoint(out)}: "
                           "it needs --only clip and that CLIP")
     started = time.monotonic()
     data = render_set(budget.scenes, TRAIN_SEED)
     log(f"rendered {budget.scenes} scenes in {time.monotonic() - started:.0f} s")
     metrics: dict = {}
-    if new_image_tower:
-        metrics.update(new_clip_image_tower(budget, out, data, log))
-    elif only in (None, "clip"):
-        metrics.update(train_clip(budget, out, data, log))
     metrics_file = out / "metrics.json"
     earlier = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if new_image_tower:
+        metrics.update(new_clip_image_tower(budget, out, data, log))
+    elif continue_image_tower:
+        # The tower's first run stays recorded; each continuation is recorded after it.
+        before = earlier.get("clip_image_tower_continuations", [])
+        metrics["clip_image_tower_continuations"] = before + [
+            continue_clip_image_tower(budget, out, data, len(before), log)]
+        metrics.update(measure_clip(out, log))
+    elif only in (None, "clip"):
+        metrics.update(train_clip(budget, out, data, log))
     if continue_unet:
         # The first run's budget stays; each continuation is recorded after it.
         before = earlier.get("sd_continuations", [])
         metrics["sd_continuations"] = before + [continue_sd(budget, out, data, len(before), log)]
-    elif not new_image_tower:  # the first run's budget stays
+    elif not (new_image_tower or continue_image_tower):  # the first run's budget stays
         metrics["budget"] = asdict(budget)
         if only in (None, "sd"):
             metrics.update(train_sd(budget, out, data, log), sd_continuations=[])

@@ -213,6 +213,19 @@ def test_training_command_runs_a_few_steps(tmp_path):
     assert any(not torch.equal(clip_before[name], clip_after[name]) for name in clip_after if name.startswith("visual."))
     tower = json.loads((out / "metrics.json").read_text())
     assert tower["clip_new_image_tower"]["lr"] == 1e-2 and tower["budget"] == metrics["budget"]
+    assert tower["clip_image_tower_continuations"] == []
+
+    # Training that tower further keeps the text tower too, and records each continuation after the first run.
+    done = _train(out, "--only", "clip", "--continue-image-tower", "--clip-vision-lr", "1e-3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    clip_continued = load_file(clip_checkpoint(out))
+    assert all(torch.equal(clip_before[name], clip_continued[name]) for name in text_names)
+    assert any(not torch.equal(clip_after[name], clip_continued[name])
+               for name in clip_after if name.startswith("visual."))
+    continued = json.loads((out / "metrics.json").read_text())
+    assert [c["lr"] for c in continued["clip_image_tower_continuations"]] == [1e-3]
+    assert continued["clip_new_image_tower"] == tower["clip_new_image_tower"]
+    assert "mini CLIP zero-shot accuracy" in done.stdout
     assert _train(out, "--only", "sd", "--continue-unet").returncode == 0
     changed = _unet_weights(out)
 
@@ -230,10 +243,11 @@ def test_continuing_a_unet_needs_an_sd_to_continue(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_new_image_tower_needs_a_clip_whose_text_tower_it_keeps(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--only", "clip",
-                           "--new-image-tower", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--new-image-tower" in done.stderr, done.stderr[-2000:]
+@pytest.mark.parametrize("flag", ["--new-image-tower", "--continue-image-tower"])
+def test_an_image_tower_run_needs_a_clip_whose_text_tower_it_keeps(tmp_path, flag):
+    done = subprocess.run([sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--only", "clip", flag,
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and flag in done.stderr, done.stderr[-2000:]
     assert list(tmp_path.iterdir()) == []
 
 
