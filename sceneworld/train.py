@@ -64,17 +64,8 @@ def train_clip(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], N
 def new_clip_image_tower(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> dict:
     """Stage 2: the image tower, from scratch, against the text tower of the CLIP in ``out``, which stays as it
     is, and so does the mini SD that reads prompts with it."""
-    started = time.monotonic()
-    counterfactuals = render_counterfactuals(data, TRAIN_SEED)
-    log(f"rendered {len(counterfactuals)} counterfactual scenes in {time.monotonic() - started:.0f} s")
-    model = mini_clip.tune_vision(
-        mini_clip.with_text_tower(clip_checkpoint(out), budget.seed), data, counterfactuals,
-        budget.clip_vision_steps, budget.clip_vision_batch, budget.clip_negatives, budget.clip_vision_lr,
-        budget.seed, log,
-    )
-    mini_clip.save(model, clip_checkpoint(out))
-    tower = {"steps": budget.clip_vision_steps, "batch": budget.clip_vision_batch, "lr": budget.clip_vision_lr,
-             "seed": budget.seed, "seconds": round(time.monotonic() - started)}
+    tower = _tune_image_tower(mini_clip.with_text_tower(clip_checkpoint(out), budget.seed), budget, out, data,
+                              TRAIN_SEED, budget.seed, log)
     # A new tower starts the record of its continuations anew.
     return {"clip_new_image_tower": tower, "clip_image_tower_continuations": []} | measure_clip(out, log)
 
@@ -85,13 +76,20 @@ def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_be
     weights and with a fresh cosine schedule peaking at ``budget.clip_vision_lr``. Its text tower stays, and so
     does the mini SD. Each continuation draws new counterfactual scenes: the ones a tower trained on are the
     negatives it has already learnt."""
+    return _tune_image_tower(mini_clip.load(clip_checkpoint(out)), budget, out, data,
+                             TRAIN_SEED + CONTINUATION_SEED_OFFSET + done_before,
+                             budget.seed + CONTINUATION_SEED_OFFSET + done_before, log)
+
+
+def _tune_image_tower(model: torch.nn.Module, budget: Budget, out: Path, data: SceneSet, counterfactual_seed: int,
+                      seed: int, log: Callable[[str], None]) -> dict:
+    """Stage 2 on ``model``, saved as the CLIP in ``out``; returns the run's record for metrics.json."""
     started = time.monotonic()
-    seed = budget.seed + CONTINUATION_SEED_OFFSET + done_before
-    counterfactuals = render_counterfactuals(data, TRAIN_SEED + CONTINUATION_SEED_OFFSET + done_before)
+    counterfactuals = render_counterfactuals(data, counterfactual_seed)
     log(f"rendered {len(counterfactuals)} counterfactual scenes in {time.monotonic() - started:.0f} s")
     model = mini_clip.tune_vision(
-        mini_clip.load(clip_checkpoint(out)), data, counterfactuals, budget.clip_vision_steps,
-        budget.clip_vision_batch, budget.clip_negatives, budget.clip_vision_lr, seed, log,
+        model, data, counterfactuals, budget.clip_vision_steps, budget.clip_vision_batch, budget.clip_negatives,
+        budget.clip_vision_lr, seed, log,
     )
     mini_clip.save(model, clip_checkpoint(out))
     return {"steps": budget.clip_vision_steps, "batch": budget.clip_vision_batch, "lr": budget.clip_vision_lr,
