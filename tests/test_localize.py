@@ -124,6 +124,23 @@ def test_a_counted_group_can_have_one_odd_member_of_another_colour_or_kind():
     assert "two blue bananas and a blue tree" not in odd, "the prompt names trees already"
 
 
+def test_a_missing_object_costs_no_salience(scorer, scene):
+    from workers.localize.phrases import analyse
+
+    batches = []
+    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    try:
+        analysis = analyse(scorer, scene, CAPTION, GRID)
+    finally:
+        hook.remove()
+    missing = [j for j in analysis.judgements if j.edit.aspect == "missing"]
+    located = [j for j in analysis.judgements if j.edit.aspect != "missing"]
+    assert len(missing) == 2 and located, "both objects of the caption can be missing"
+    assert batches[-1] == len(located), "the backward pass has one direction per located judgement"
+    assert all(not j.salience.any() for j in missing)
+    assert all(j.salience.any() for j in located)
+
+
 def test_a_finding_needs_its_alternative_clearly_more_likely_than_the_prompt():
     from workers.claims import Edit
     from workers.explain import MIN_LOG_ODDS, findings

@@ -59,7 +59,9 @@ class Judgement:
     probability: float  # softmax over the prompt and this aspect's alternatives, at CLIP's temperature
     prompt_probability: float  # the prompt's own share of the same softmax
     evidence: np.ndarray  # (G, G): how much painting over each cell moves the image back towards the prompt
-    salience: np.ndarray  # (G, G): mean gradient magnitude of (alternative − prompt) cosine over each cell's pixels
+    # (G, G): mean gradient magnitude of (alternative − prompt) cosine over each cell's pixels; zeros for a missing
+    # object, which has no region
+    salience: np.ndarray
 
     def location(self) -> np.ndarray:
         """(G, G), 0..1: where the evidence for the alternative is (see the module's docstring)."""
@@ -141,17 +143,21 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
             log_faithfulness += float(torch.log_softmax(logits, dim=0)[0])
         best = int(np.argmax(probabilities[1:]))
         readings.append((members[best], float(probabilities[1 + best]), float(probabilities[0])))
-    directions = text_features[[index for index, _, _ in readings]] - text_features[0]
-    salient = salience(scorer, image, directions, grid) if readings else []
+    # A missing object has no region (cells() and workers/explain.py leave it out), so its salience would be a
+    # backward pass thrown away.
+    located = [index for index, _, _ in readings if said.edits[index - 1].aspect != "missing"]
+    salient = {}
+    if located:
+        salient = dict(zip(located, salience(scorer, image, text_features[located] - text_features[0], grid)))
     judgements = [
         Judgement(
             edit=said.edits[index - 1],
             probability=probability,
             prompt_probability=prompt_probability,
             evidence=occluded.cells(deltas[index] - deltas[0]),
-            salience=cells,
+            salience=salient.get(index, np.zeros((grid, grid))),
         )
-        for (index, probability, prompt_probability), cells in zip(readings, salient)
+        for index, probability, prompt_probability in readings
     ]
     judgements.sort(key=lambda j: j.log_odds, reverse=True)
     return Analysis(float(whole[0]), log_faithfulness if families else None, occluded.cells(deltas[0]),
