@@ -30,7 +30,7 @@ PRESETS: dict[str, Preset] = {
             "random-weight SD and CLIP built in code: plumbing and tests, draws noise",
         ),
         Preset(
-            "mini", str(sd_folder()), f"tipai-mini-clip@{clip_checkpoint()}", 64, 64, 20, 4.0,
+            "mini", str(sd_folder()), f"tipai-mini-clip@{clip_checkpoint()}", 64, 64, 20, 8.0,
             "small SD and CLIP trained on the scene world (models/mini, docs/mini.md): runs anywhere, measurable",
         ),
         Preset(
