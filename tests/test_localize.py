@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -86,18 +87,25 @@ def test_occlusion_points_at_what_contradicts_the_target(scorer):
     assert cells[1, 2] < 0  # removing it raises the score: it contradicts
 
 
+@contextmanager
+def image_batches(scorer):
+    """Yields a list that records the batch size of every forward pass through the scorer's image tower."""
+    sizes = []
+    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    try:
+        yield sizes
+    finally:
+        hook.remove()
+
+
 def test_salience_is_one_batched_backward_pass_that_leaves_the_model_untouched(scorer, scene):
     import torch
 
     from workers.localize.phrases import salience
 
     directions = torch.nn.functional.normalize(torch.randn(3, scorer.model.text_projection.shape[1]), dim=-1)
-    batches = []
-    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
-    try:
+    with image_batches(scorer) as batches:
         maps = salience(scorer, scene, directions, GRID)
-    finally:
-        hook.remove()
     assert batches == [3]
     assert maps.shape == (3, GRID, GRID) and np.all(np.isfinite(maps)) and np.all(maps >= 0)
     assert not np.allclose(maps[0], maps[1]), "each direction depends on the pixels in its own way"
@@ -127,12 +135,8 @@ def test_a_counted_group_can_have_one_odd_member_of_another_colour_or_kind():
 def test_a_missing_object_costs_no_salience(scorer, scene):
     from workers.localize.phrases import analyse
 
-    batches = []
-    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
-    try:
+    with image_batches(scorer) as batches:
         analysis = analyse(scorer, scene, CAPTION, GRID)
-    finally:
-        hook.remove()
     missing = [j for j in analysis.judgements if j.edit.aspect == "missing"]
     located = [j for j in analysis.judgements if j.edit.aspect != "missing"]
     assert len(missing) == 2 and located, "both objects of the caption can be missing"
