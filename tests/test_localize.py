@@ -55,23 +55,26 @@ def test_unknown_method_is_refused(scorer, scene):
         localize.localize(scorer, scene, CAPTION, GRID, "saliency")
 
 
-def test_dense_needs_one_forward_pass_of_one_image(scorer, scene):
-    batches = []
-    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+@contextmanager
+def image_batches(scorer):
+    """Yields a list that records the batch size of every forward pass through the scorer's image tower."""
+    sizes = []
+    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
     try:
-        localize.localize(scorer, scene, CAPTION, GRID, "dense")
+        yield sizes
     finally:
         hook.remove()
+
+
+def test_dense_needs_one_forward_pass_of_one_image(scorer, scene):
+    with image_batches(scorer) as batches:
+        localize.localize(scorer, scene, CAPTION, GRID, "dense")
     assert batches == [1]
 
 
 def test_occlusion_scores_all_windows_in_one_batch(scorer, scene):
-    batches = []
-    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
-    try:
+    with image_batches(scorer) as batches:
         occluded = occlude(scorer, scene, GRID)
-    finally:
-        hook.remove()
     assert batches == [1 + len(occluded.windows)]
 
 
@@ -85,17 +88,6 @@ def test_occlusion_points_at_what_contradicts_the_target(scorer):
     cells = occluded.cells(occluded.deltas(encode_images(scorer, [empty]))[0])
     assert np.unravel_index(np.argmin(cells), cells.shape) == (1, 2), cells.round(4)
     assert cells[1, 2] < 0  # removing it raises the score: it contradicts
-
-
-@contextmanager
-def image_batches(scorer):
-    """Yields a list that records the batch size of every forward pass through the scorer's image tower."""
-    sizes = []
-    hook = scorer.model.visual.conv1.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
-    try:
-        yield sizes
-    finally:
-        hook.remove()
 
 
 def test_salience_is_one_batched_backward_pass_that_leaves_the_model_untouched(scorer, scene):
