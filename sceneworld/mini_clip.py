@@ -9,6 +9,7 @@ was trained beside, so stage 1 keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -48,13 +49,26 @@ def load(path: Path) -> torch.nn.Module:
     return open_clip.create_model(ARCH, pretrained=str(path)).eval()
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware; elsewhere oneDNN emulates it, slower than float32."""
+    return getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+
+
+def _image_features(model, images: torch.Tensor, bf16: bool) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        features = model.encode_image(images)
+    # Similarities in float32: the logit scale (up to 100) would magnify bfloat16's rounding of them.
+    return F.normalize(features.float(), dim=-1)
+
+
 def _loss(
     model, images: torch.Tensor, tokens: torch.Tensor, texts: list[str], batch: int,
-    negative_images: torch.Tensor | None = None,
+    negative_images: torch.Tensor | None = None, bf16: bool = False,
 ) -> torch.Tensor:
     """Symmetric contrastive loss. Each image also competes against its captions' hard negatives; with
-    ``negative_images`` (one per caption, of which it is false) each caption also competes against them."""
-    image_features = model.encode_image(images, normalize=True)
+    ``negative_images`` (one per caption, of which it is false) each caption also competes against them.
+    ``bf16`` runs the image tower in bfloat16 autocast."""
+    image_features = _image_features(model, images, bf16)
     text_features = model.encode_text(tokens, normalize=True)
     scale = model.logit_scale.exp()
     # Two images can share a caption ("a dog"); the other's copy is not a negative.
@@ -65,8 +79,8 @@ def _loss(
     per_image[:, :batch] = per_image[:, :batch].masked_fill(duplicate, -1e4)
     per_text = (scale * text_features[:batch] @ image_features.T).masked_fill(duplicate, -1e4)
     if negative_images is not None:
-        per_text = torch.cat([per_text, scale * text_features[:batch] @ model.encode_image(negative_images,
-                                                                                            normalize=True).T], 1)
+        per_text = torch.cat([per_text, scale * text_features[:batch] @ _image_features(model, negative_images,
+                                                                                        bf16).T], 1)
     target = torch.arange(batch)
     return (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target)) / 2
 
@@ -74,6 +88,7 @@ def _loss(
 def _fit(
     model: torch.nn.Module, params: list[torch.nn.Parameter], data: SceneSet, counterfactuals: torch.Tensor | None,
     steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None], name: str,
+    bf16: bool = False,
 ) -> torch.nn.Module:
     tokenizer = open_clip.get_tokenizer(ARCH)
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
@@ -91,7 +106,8 @@ def _fit(
         texts = [s.caption.text() for s in chosen]
         texts += [n.text() for s in chosen for n in hard_negatives(s.caption, s.full, rng, negatives)]
         negative_images = None if counterfactuals is None else normalise_pixels(counterfactuals[index])
-        loss = _loss(model, normalise_pixels(data.pixels[index]), tokenizer(texts), texts, batch, negative_images)
+        loss = _loss(model, normalise_pixels(data.pixels[index]), tokenizer(texts), texts, batch, negative_images,
+                     bf16)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -119,12 +135,16 @@ def tune_vision(
     """Stage 2: the image tower alone learns to rank a caption's own scene above the scene one object away
     (``counterfactuals[i]`` is false of caption i) as well as the caption above its hard negatives. Captions alone
     never teach the first direction: a batch's other images differ in everything. The text tower stays as it is,
-    so the mini SD, which reads prompts with it, is unaffected."""
+    so the mini SD, which reads prompts with it, is unaffected.
+
+    Where the CPU has bfloat16 in hardware the ResNet runs in bfloat16 autocast: 0.37 against 0.56 s per step of
+    64 on 2 cores here. Stage 1 gains nothing from it (0.47 against 0.48 s), nor does the mini SD's UNet, so they
+    stay in float32."""
     model.requires_grad_(False)
     params = [*model.visual.parameters(), model.logit_scale]
     for parameter in params:
         parameter.requires_grad_(True)
-    _fit(model, params, data, counterfactuals, steps, batch, negatives, lr, seed, log, "clip vision")
+    _fit(model, params, data, counterfactuals, steps, batch, negatives, lr, seed, log, "clip vision", native_bf16())
     model.requires_grad_(True)
     return model
 

@@ -132,6 +132,28 @@ def test_mini_sd_text_encoder_is_the_mini_clip_text_tower():
     assert (ours[0] - ours[1]).abs().max() > 0.1  # different prompts, different features
 
 
+def test_stage_two_in_bfloat16_keeps_the_float32_loss_and_gradient():
+    """Stage 2 runs the image tower in bfloat16 autocast where the CPU has it in hardware: the loss it descends
+    must be float32's, within rounding."""
+    import open_clip
+
+    model = mini_clip.with_text_tower(clip_checkpoint(), seed=0).train()
+    data = render_set(16, seed=5)
+    images = mini_clip.normalise_pixels(data.pixels)
+    texts = [sample.caption.text() for sample in data.samples]
+    tokens = open_clip.get_tokenizer(mini_clip.ARCH)(texts)
+    losses, gradients = [], []
+    for bf16 in (False, True):
+        model.zero_grad()
+        # Each caption's negative image is another caption's scene.
+        loss = mini_clip._loss(model, images, tokens, texts, len(texts), images.roll(1, 0), bf16=bf16)
+        loss.backward()
+        losses.append(loss.item())
+        gradients.append(torch.cat([p.grad.flatten() for p in model.visual.parameters()]))
+    assert losses[1] == pytest.approx(losses[0], rel=0.02)
+    assert torch.nn.functional.cosine_similarity(gradients[0], gradients[1], dim=0) > 0.98
+
+
 def test_mini_sd_draws_scenes_not_noise(tmp_path):
     generator = load_generator(PRESET.generator, "cpu", tmp_path)
     images = generator.generate("a red car on the beach", [0, 1], 64, 64, PRESET.steps, PRESET.guidance)
