@@ -29,21 +29,22 @@ CONTINUATION_EMA = 0.999
 class Budget:
     scenes: int = 30_000
     # The committed CLIP's text tower had 3 500 stage-1 steps and its SD 2 500 VAE and 6 000 UNet steps
-    # (docs/mini.md, "Retraining"); the defaults are what fits the 90 minutes the whole run may take on 2 cores.
-    clip_steps: int = 3000
+    # (docs/mini.md, "Retraining"); the defaults are what fits the 90 minutes the whole run may take on 2 cores on
+    # the slowest day measured (0.67 s per stage-1 step; docs/mini.md, "Retraining").
+    clip_steps: int = 2400
     clip_batch: int = 128
     clip_negatives: int = 3
     clip_lr: float = 1e-3
     # Stage 2 trains the ResNet image tower from scratch: 3 000 steps of 64 took it from kind accuracy 0.88 at
     # 1 000 steps to 0.975 (docs/mini.md, "Why a ResNet image tower").
-    clip_vision_steps: int = 3000
+    clip_vision_steps: int = 2500
     clip_vision_batch: int = 64
     clip_vision_lr: float = 1e-3
     # At equal time, more small steps beat fewer large ones for both (docs/mini.md, "How the budget was chosen").
     vae_steps: int = 2000
     vae_batch: int = 8
     vae_lr: float = 2e-3
-    unet_steps: int = 4000
+    unet_steps: int = 3000
     unet_batch: int = 32
     unet_lr: float = 1e-3
     seed: int = 0
