@@ -11,7 +11,9 @@ the masks of all the group's instances: the added one looks exactly like the oth
 - seconds per image scored;
 - explanation correctness (colour and kind swaps): the first finding of workers/explain.py names the phrase the
   corrupted object belongs to and the colour or kind it was swapped to; and the share of faithful scenes with any
-  finding (false alarms) and of corrupted scenes with any (detections).
+  finding (false alarms) and of corrupted scenes with any (detections);
+- a 95% interval for every share and mean, and for the default method whether each of the targets of
+  docs/localization.md is met, missed, or not yet told apart from it by this many pairs.
 
     python -m benchmarks.localization --json results.json
     python -m benchmarks.localization --methods grid,phrases --n 100
@@ -125,6 +127,24 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+Z95 = 1.959964  # two-sided 95% quantile of the normal distribution
+
+
+def share_interval(hits: list[bool]) -> tuple[float, float]:
+    """Wilson's 95% interval for a share of n trials: unlike the normal approximation it stays within 0..1 and
+    keeps its coverage near 0 and 1, where good methods' shares sit."""
+    n, share = len(hits), float(np.mean(hits))
+    centre = (share + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 / (1 + Z95**2 / n) * np.sqrt(share * (1 - share) / n + Z95**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """Normal 95% interval for a mean over scenes (each scene's AUROC is one value)."""
+    mean, half = float(np.mean(values)), Z95 * float(np.std(values, ddof=1)) / np.sqrt(len(values))
+    return mean - half, mean + half
+
+
 # A method maps (image, prompt) to a global score and a (G, G) heatmap, low where the image fails the prompt.
 Method = Callable[[Image.Image, str], tuple[float, np.ndarray]]
 
@@ -178,9 +198,10 @@ def explanation_table(scorer, cases: list[Case], analyses: dict | None = None) -
         if case.violation in rows:
             rows[case.violation].append(explanation_correct(case, found))
     rows["overall"] = rows["colour_swap"] + rows["kind_swap"]
-    table = {name: {"correct": float(np.mean(hits)), "n": len(hits)} for name, hits in rows.items()}
-    table["faithful_with_findings"] = {"share": float(np.mean(alarms)), "n": len(alarms)}
-    table["corrupted_with_findings"] = {"share": float(np.mean(detections)), "n": len(detections)}
+    table = {name: {"correct": float(np.mean(hits)), "n": len(hits), "ci95": share_interval(hits)}
+             for name, hits in rows.items()}
+    for name, hits in (("faithful_with_findings", alarms), ("corrupted_with_findings", detections)):
+        table[name] = {"share": float(np.mean(hits)), "n": len(hits), "ci95": share_interval(hits)}
     return table
 
 
@@ -213,18 +234,60 @@ def evaluate(method: Method, cases: list[Case]) -> tuple[dict, list[np.ndarray]]
             "auroc": float(np.mean([r[2] for r in results])),
             "seconds_per_image": per_image,
             "n": len(results),
+            "ci95": {
+                "pair_accuracy": share_interval([r[0] for r in results]),
+                "pointing_game": share_interval([r[1] for r in results]),
+                "auroc": mean_interval([r[2] for r in results]),
+            },
         }
         for name, results in rows.items()
     }
     return table, heatmaps
 
 
+# The targets of docs/localization.md ("Against the targets"), for the default method.
+TARGETS = {"pair_accuracy": 0.95, "pointing_game": 0.85, "auroc": 0.90}
+EXPLANATION_TARGET = 0.80
+COST_TARGET = 3.0  # seconds per image, times grid's
+
+
+def _with_interval(value: float, interval: tuple[float, float]) -> str:
+    return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
 def print_table(method: str, table: dict) -> None:
-    print(f"\n{method}")
-    print(f"{'violation':<16}{'n':>5}{'pair acc':>10}{'pointing':>10}{'AUROC':>8}{'s/image':>9}")
+    print(f"\n{method} (95% intervals in brackets)")
+    print(f"{'violation':<16}{'n':>5}{'pair acc':>20}{'pointing':>20}{'AUROC':>20}{'s/image':>9}")
     for name, row in table.items():
-        print(f"{name:<16}{row['n']:>5}{row['pair_accuracy']:>10.3f}{row['pointing_game']:>10.3f}"
-              f"{row['auroc']:>8.3f}{row['seconds_per_image']:>9.4f}")
+        cells = "".join(f"{_with_interval(row[m], row['ci95'][m]):>20}" for m in TARGETS)
+        print(f"{name:<16}{row['n']:>5}{cells}{row['seconds_per_image']:>9.4f}")
+
+
+def verdict(value: float, interval: tuple[float, float], target: float) -> str:
+    """Met or missed when the whole 95% interval lies on one side of the target; otherwise these pairs cannot
+    tell, and the measured value says which side it leans to."""
+    if interval[0] >= target:
+        return "met"
+    if interval[1] < target:
+        return "missed"
+    return f"undecided (leans {'met' if value >= target else 'missed'})"
+
+
+def target_verdicts(results: dict, explanations: dict, method: str) -> list[tuple[str, str]]:
+    """(what, verdict) for each target the run measured for ``method``; the explanations are the patch
+    analysis's whatever the method."""
+    out = []
+    for name, row in results.get(method, {}).items():
+        for measure, target in TARGETS.items():
+            out.append((f"{measure} >= {target} ({name})",
+                        verdict(row[measure], row["ci95"][measure], target)))
+    row = explanations["overall"]
+    out.append((f"explanations >= {EXPLANATION_TARGET}", verdict(row["correct"], row["ci95"], EXPLANATION_TARGET)))
+    grid = results.get("grid", {}).get("overall")
+    if grid and method in results and method != "grid":
+        ratio = results[method]["overall"]["seconds_per_image"] / grid["seconds_per_image"]
+        out.append((f"cost <= {COST_TARGET}x grid", f"{'met' if ratio <= COST_TARGET else 'missed'} ({ratio:.1f}x)"))
+    return out
 
 
 def print_side_by_side(results: dict) -> None:
@@ -304,6 +367,7 @@ def main() -> None:
 
     from tipai_queue.model_specs import method_problem
     from tipai_queue.presets import get_preset
+    from tipai_queue.settings import get_settings
     from workers.localize import METHODS, check_method
     from workers.scoring import load_scorer
 
@@ -333,12 +397,19 @@ def main() -> None:
     print("\nexplanation correctness (first finding names the phrase and the swapped-in colour or kind):")
     for name, row in explanations.items():
         if "correct" in row:
-            print(f"  {name:<12}{row['correct']:.3f}  (n = {row['n']})")
+            print(f"  {name:<12}{_with_interval(row['correct'], row['ci95'])}  (n = {row['n']})")
     print("scenes with any finding (faithful: false alarms; corrupted: detections):")
     for name in ("faithful_with_findings", "corrupted_with_findings"):
-        print(f"  {name.split('_')[0]:<12}{explanations[name]['share']:.3f}  (n = {explanations[name]['n']})")
+        row = explanations[name]
+        print(f"  {name.split('_')[0]:<12}{_with_interval(row['share'], row['ci95'])}  (n = {row['n']})")
+    default = get_settings().method
+    print(f"\ntargets for the default method, {default} (by the 95% intervals):")
+    verdicts = target_verdicts(results, explanations, default)
+    for what, said in verdicts:
+        print(f"  {what:<40}{said}")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(results | {"explanations": explanations}, indent=2) + "\n")
+        tables = results | {"explanations": explanations, "targets": {"method": default} | dict(verdicts)}
+        Path(args.json_path).write_text(json.dumps(tables, indent=2) + "\n")
 
 
 if __name__ == "__main__":

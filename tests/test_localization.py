@@ -61,3 +61,37 @@ def test_swap_cases_know_the_phrase_and_what_it_was_swapped_to():
             assert case.alternative not in case.phrase.split()
         else:
             assert case.phrase is None and case.alternative is None
+
+
+def test_share_intervals_hold_the_share_narrow_with_more_pairs_and_stay_within_0_1():
+    from benchmarks.localization import share_interval
+
+    low, high = share_interval([True] * 282 + [False] * 18)  # 0.940 of 300
+    assert low < 0.94 < high and high - low < 0.06
+    wide_low, wide_high = share_interval([True] * 47 + [False] * 3)  # the same share of 50
+    assert wide_low < low and wide_high > high
+    assert share_interval([True] * 10) == pytest.approx((0.722, 1.0), abs=1e-3)  # Wilson's, not 1.0 ± 0
+    assert share_interval([False] * 10)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_target_is_met_or_missed_only_when_the_whole_interval_says_so():
+    from benchmarks.localization import mean_interval, target_verdicts, verdict
+
+    assert verdict(0.97, (0.955, 0.985), 0.95) == "met"
+    assert verdict(0.90, (0.86, 0.93), 0.95) == "missed"
+    assert verdict(0.94, (0.91, 0.96), 0.95) == "undecided (leans missed)"
+    assert verdict(0.96, (0.94, 0.98), 0.95) == "undecided (leans met)"
+    low, high = mean_interval([0.9, 0.95, 0.85, 0.9])
+    assert low < 0.9 < high
+    row = {"pair_accuracy": 0.99, "pointing_game": 0.5, "auroc": 0.95, "seconds_per_image": 0.3,
+           "ci95": {"pair_accuracy": (0.97, 1.0), "pointing_game": (0.4, 0.6), "auroc": (0.93, 0.97)}}
+    results = {"grid": {"overall": row | {"seconds_per_image": 0.1}}, "phrases": {"overall": row}}
+    explanations = {"overall": {"correct": 0.7, "ci95": (0.6, 0.78)}}
+    said = dict(target_verdicts(results, explanations, "phrases"))
+    assert said == {
+        "pair_accuracy >= 0.95 (overall)": "met",
+        "pointing_game >= 0.85 (overall)": "missed",
+        "auroc >= 0.9 (overall)": "met",
+        "explanations >= 0.8": "missed",
+        "cost <= 3.0x grid": "met (3.0x)",
+    }
