@@ -124,6 +124,37 @@ def test_a_counted_group_can_have_one_odd_member_of_another_colour_or_kind():
     assert "two blue bananas and a blue tree" not in odd, "the prompt names trees already"
 
 
+def test_an_object_the_prompt_does_not_mention_has_an_alternative_for_one_or_two_groups():
+    one = {e.text for e in claims("three apples in the park").edits if e.aspect == "extra"}
+    assert "three apples and a car in the park" in one
+    two = [e for e in claims(CAPTION).edits if e.aspect == "third_object"]
+    assert {e.phrase for e in two} == {"a red car and a dog"}
+    assert "a red car and a dog and a ball on the beach" in {e.text for e in two}
+    assert not any(e.alternative in ("a car", "a dog") for e in two), "the prompt names them already"
+    assert not any(e.aspect in ("extra", "third_object") for e in claims("a ball under a chair").edits), \
+        "an added object would stand in no stated relation"
+
+
+def test_a_third_object_shapes_the_map_but_is_neither_told_nor_ranked(scorer, scene):
+    from dataclasses import replace
+
+    from workers.explain import findings
+    from workers.localize.phrases import UNRANKED_ASPECTS, analyse
+
+    analysis = analyse(scorer, scene, CAPTION, GRID)
+    third = [j for j in analysis.judgements if j.edit.aspect == "third_object"]
+    assert len(third) == 1, "one judgement: the most likely third object"
+    without = replace(analysis, judgements=tuple(j for j in analysis.judgements if j not in third))
+    assert not np.allclose(analysis.cells(), without.cells())
+    told = replace(analysis, judgements=tuple(replace(j, probability=0.999, prompt_probability=0.001)
+                                              for j in analysis.judgements))
+    assert told.judgements and all(f.aspect != "third_object" for f in findings(told, GRID))
+    assert any(f.aspect == "missing" for f in findings(told, GRID)), "the others are still told"
+    ranked = sum(np.log(j.prompt_probability) for j in analysis.judgements if j.edit.aspect not in UNRANKED_ASPECTS)
+    assert analysis.log_faithfulness == pytest.approx(ranked)
+    assert analysis.log_faithfulness > ranked + np.log(third[0].prompt_probability) + 1e-6, "not ranked by"
+
+
 def test_a_missing_object_costs_no_salience(scorer, scene):
     from workers.localize.phrases import analyse
 

@@ -18,8 +18,10 @@ from sceneworld.captions import Caption, Group, parse
 from sceneworld.vocab import BACKGROUNDS, COLOURS, KINDS, MAX_COUNT, RELATIONS
 
 # What each kind of change means when the scorer prefers it. odd_one: one member of a counted group differs in
-# colour or kind ("five purple bananas" -> "four purple bananas and an orange banana").
-ASPECTS = ("colour", "kind", "count", "missing", "extra", "relation", "background", "odd_one")
+# colour or kind ("five purple bananas" -> "four purple bananas and an orange banana"). third_object: an object
+# beyond the two groups a prompt names ("a dog and a cat" -> "a dog and a cat and a ball"), what "extra" is for a
+# prompt of one group.
+ASPECTS = ("colour", "kind", "count", "missing", "extra", "relation", "background", "odd_one", "third_object")
 
 # Colour words recognised in free text; the scene world's eight plus common ones.
 FREE_COLOURS = (*COLOURS, "pink", "brown", "grey", "gray", "golden", "silver")
@@ -31,7 +33,9 @@ _FREE_SPLIT = re.compile(
 
 @dataclass(frozen=True)
 class Edit:
-    phrase: str  # the phrase of the prompt the change touches ("a red car"; the prompt itself for an extra object)
+    # the phrase of the prompt the change touches ("a red car"; for an extra or third object, all the objects it
+    # names: "a red car", "a red car and a dog")
+    phrase: str
     aspect: str  # one of ASPECTS
     alternative: str  # what the image would show instead ("a blue car"; for missing: "no car")
     text: str  # the whole prompt with the change made
@@ -91,11 +95,14 @@ def _caption_edits(caption: Caption) -> list[Edit]:
         if len(caption.groups) == 2:
             rest = Caption((caption.groups[1 - i],), None, caption.background)
             edits.append(edit("missing", rest, f"no {group.kind}"))
-    if len(caption.groups) == 1:
+    if caption.relation is None:  # an added object would stand in no stated relation
+        # Spliced like the odd one: a caption holds at most two groups.
+        objects = Caption(caption.groups).text()
+        where = f" {BACKGROUNDS[caption.background]}" if caption.background else ""
+        aspect = "extra" if len(caption.groups) == 1 else "third_object"
         for kind in KINDS:
             if kind not in kinds:
-                extra = Caption((caption.groups[0], Group(kind)), None, caption.background)
-                edits.append(Edit(caption.groups[0].text(), "extra", Group(kind).text(), extra.text()))
+                edits.append(Edit(objects, aspect, Group(kind).text(), f"{objects} and {Group(kind).text()}{where}"))
     if caption.relation:
         for relation in RELATIONS:
             if relation != caption.relation:
