@@ -293,7 +293,7 @@ def target_verdicts(results: dict, explanations: dict, method: str) -> list[tupl
     grid = results.get("grid", {}).get("overall")
     if grid and method in results and method != "grid":
         ratio = results[method]["overall"]["seconds_per_image"] / grid["seconds_per_image"]
-        out.append((f"cost <= {COST_TARGET}x grid", f"{'met' if ratio <= COST_TARGET else 'missed'} ({ratio:.1f}x)"))
+        out.append((f"cost <= {COST_TARGET}x grid", f"{'met' if ratio <= COST_TARGET else 'missed'} ({ratio:.2f}x)"))
     return out
 
 

@@ -93,5 +93,5 @@ def test_a_target_is_met_or_missed_only_when_the_whole_interval_says_so():
         "pointing_game >= 0.85 (overall)": "missed",
         "auroc >= 0.9 (overall)": "met",
         "explanations >= 0.8": "missed",
-        "cost <= 3.0x grid": "met (3.0x)",
+        "cost <= 3.0x grid": "met (3.00x)",
     }
