@@ -25,7 +25,7 @@ import argparse
 import json
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -130,7 +130,7 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
 Z95 = 1.959964  # two-sided 95% quantile of the normal distribution
 
 
-def share_interval(hits: list[bool]) -> tuple[float, float]:
+def share_interval(hits: Sequence[bool]) -> tuple[float, float]:
     """Wilson's 95% interval for a share of n trials: unlike the normal approximation it stays within 0..1 and
     keeps its coverage near 0 and 1, where good methods' shares sit."""
     n, share = len(hits), float(np.mean(hits))
@@ -139,7 +139,7 @@ def share_interval(hits: list[bool]) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def mean_interval(values: list[float]) -> tuple[float, float]:
+def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     """Normal 95% interval for a mean over scenes (each scene's AUROC is one value)."""
     mean, half = float(np.mean(values)), Z95 * float(np.std(values, ddof=1)) / np.sqrt(len(values))
     return mean - half, mean + half
@@ -234,22 +234,21 @@ def evaluate(methods: dict[str, Method], cases: list[Case]) -> tuple[dict, dict[
 
 
 def _table(rows: dict[str, list[tuple[bool, bool, float]]], per_image: float) -> dict:
+    """Per violation type and overall: each measure's mean over the scenes and its 95% interval."""
     rows = rows | {"overall": [row for v in VIOLATIONS for row in rows[v]]}
-    return {
-        name: {
-            "pair_accuracy": float(np.mean([r[0] for r in results])),
-            "pointing_game": float(np.mean([r[1] for r in results])),
-            "auroc": float(np.mean([r[2] for r in results])),
+    table = {}
+    for name, results in rows.items():
+        hits, points, areas = zip(*results)
+        table[name] = {
+            "pair_accuracy": float(np.mean(hits)),
+            "pointing_game": float(np.mean(points)),
+            "auroc": float(np.mean(areas)),
             "seconds_per_image": per_image,
             "n": len(results),
-            "ci95": {
-                "pair_accuracy": share_interval([r[0] for r in results]),
-                "pointing_game": share_interval([r[1] for r in results]),
-                "auroc": mean_interval([r[2] for r in results]),
-            },
+            "ci95": {"pair_accuracy": share_interval(hits), "pointing_game": share_interval(points),
+                     "auroc": mean_interval(areas)},
         }
-        for name, results in rows.items()
-    }
+    return table
 
 
 # The targets of docs/localization.md ("Against the targets"), for the default method.

@@ -102,7 +102,8 @@ def _caption_edits(caption: Caption) -> list[Edit]:
         aspect = "extra" if len(caption.groups) == 1 else "third_object"
         for kind in KINDS:
             if kind not in kinds:
-                edits.append(Edit(objects, aspect, Group(kind).text(), f"{objects} and {Group(kind).text()}{where}"))
+                added = Group(kind).text()
+                edits.append(Edit(objects, aspect, added, f"{objects} and {added}{where}"))
     if caption.relation:
         for relation in RELATIONS:
             if relation != caption.relation:
