@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from sqlalchemy import text
 
@@ -17,7 +18,7 @@ from tests.helpers import job_id_from, tipai
 from workers import localize
 from workers.claims import claims
 from workers.explain import explain
-from workers.localize.common import encode_images
+from workers.localize.common import encode_images, preprocess_batch
 from workers.localize.occlusion import occlude
 from workers.regions import cell_name
 from workers.scoring import load_scorer
@@ -78,6 +79,20 @@ def test_occlusion_scores_all_windows_in_one_batch(scorer, scene):
     assert batches == [1 + len(occluded.windows)]
 
 
+@pytest.mark.parametrize("size, preprocessed_one_by_one", [(64, 1), (48, 3)])
+def test_batched_preprocessing_gives_the_scorers_own_values(scorer, monkeypatch, size, preprocessed_one_by_one):
+    """Images of the scorer's input size are scaled and normalised as one batch (only the first goes through the
+    scorer's preprocessing, as the check); others take the scorer's own preprocessing one by one. Either way the
+    values are the scorer's own, bit for bit (tests/test_mini.py checks the mini ResNet's embeddings of them)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    expected = torch.stack([scorer.preprocess(Image.fromarray(image)) for image in pixels])
+    calls = []
+    own = scorer.preprocess
+    monkeypatch.setattr(scorer, "preprocess", lambda image: calls.append(image) or own(image))
+    assert torch.equal(preprocess_batch(scorer, pixels), expected)
+    assert len(calls) == preprocessed_one_by_one
+
+
 def test_occlusion_points_at_what_contradicts_the_target(scorer):
     """Target the embedding of the picture without its red square: painting the square out moves the image onto
     the target, so occlusion must call the square's cell the most contradicting, whatever the weights are."""
@@ -91,8 +106,6 @@ def test_occlusion_points_at_what_contradicts_the_target(scorer):
 
 
 def test_salience_is_one_batched_backward_pass_that_leaves_the_model_untouched(scorer, scene):
-    import torch
-
     from workers.localize.phrases import salience
 
     directions = torch.nn.functional.normalize(torch.randn(3, scorer.model.text_projection.shape[1]), dim=-1)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from workers.localize.common import cell_windows, encode_images, encode_texts, window_box, windows_to_cells
+from workers.localize.common import cell_windows, encode_pixels, encode_texts, window_box, windows_to_cells
 
 WINDOW_SIZES = (1, 2, 3)
 
@@ -35,27 +35,27 @@ class Occluded:
         return windows_to_cells(values, self.windows, self.grid)
 
 
-def paint_over(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
-    """The image with the box filled by the median colour of a thin ring around it: a cheap background inpaint
-    that, unlike grey or blur, neither adds a new object nor leaves the removed object's colour behind."""
-    pixels = np.asarray(image.convert("RGB"))
-    left, top, right, bottom = box
-    pad = max(1, (right - left) // 4)
-    ring = np.zeros(pixels.shape[:2], dtype=bool)
-    ring[max(0, top - pad):bottom + pad, max(0, left - pad):right + pad] = True
-    ring[top:bottom, left:right] = False
-    if not ring.any():  # the box is the whole image: nothing around it to copy
-        ring[:] = True
-    painted = pixels.copy()
-    painted[top:bottom, left:right] = np.median(pixels[ring], axis=0).astype(np.uint8)
-    return Image.fromarray(painted)
+def paint_over(pixels: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """One copy of the (H, W, 3) image per box, the box filled by the median colour of a thin ring around it: a
+    cheap background inpaint that, unlike grey or blur, neither adds a new object nor leaves the removed object's
+    colour behind."""
+    copies = np.repeat(pixels[None], len(boxes), axis=0)
+    for copy, (left, top, right, bottom) in zip(copies, boxes):
+        pad = max(1, (right - left) // 4)
+        ring = np.zeros(pixels.shape[:2], dtype=bool)
+        ring[max(0, top - pad):bottom + pad, max(0, left - pad):right + pad] = True
+        ring[top:bottom, left:right] = False
+        if not ring.any():  # the box is the whole image: nothing around it to copy
+            ring[:] = True
+        copy[top:bottom, left:right] = np.median(pixels[ring], axis=0).astype(np.uint8)
+    return copies
 
 
 def occlude(scorer, image: Image.Image, grid: int, sizes: tuple[int, ...] = WINDOW_SIZES) -> Occluded:
-    image = image.convert("RGB")
+    pixels = np.asarray(image.convert("RGB"))
     windows = cell_windows(grid, sizes)
-    copies = [paint_over(image, window_box(w, image.width, image.height, grid)) for w in windows]
-    return Occluded(grid, windows, encode_images(scorer, [image, *copies]))
+    copies = paint_over(pixels, [window_box(w, image.width, image.height, grid) for w in windows])
+    return Occluded(grid, windows, encode_pixels(scorer, np.concatenate([pixels[None], copies])))
 
 
 def localize(scorer, image: Image.Image, prompt: str, grid: int) -> tuple[float, np.ndarray]:
