@@ -18,8 +18,8 @@ from tests.helpers import job_id_from, tipai
 from workers import localize
 from workers.claims import claims
 from workers.explain import explain
-from workers.localize.common import encode_images, preprocess_batch
-from workers.localize.occlusion import occlude
+from workers.localize.common import encode_images, preprocess_batch, window_box
+from workers.localize.occlusion import occlude, paint_over
 from workers.regions import cell_name
 from workers.scoring import load_scorer
 
@@ -73,10 +73,17 @@ def test_dense_needs_one_forward_pass_of_one_image(scorer, scene):
     assert batches == [1]
 
 
-def test_occlusion_scores_all_windows_in_one_batch(scorer, scene):
+def test_occlusion_scores_every_copy_the_painting_changes_in_one_batch(scorer, scene):
+    """A window all of the colour it would be painted leaves the image as it is: no forward pass, no change."""
     with image_batches(scorer) as batches:
         occluded = occlude(scorer, scene, GRID)
-    assert batches == [1 + len(occluded.windows)]
+    pixels = np.asarray(scene)
+    boxes = [window_box(window, scene.width, scene.height, GRID) for window in occluded.windows]
+    unchanged = np.array([np.array_equal(copy, pixels) for copy in paint_over(pixels, boxes)])
+    assert 0 < unchanged.sum() < len(unchanged)  # the sky and the sand, and the windows touching the square
+    assert batches == [1 + len(occluded.windows) - unchanged.sum()]
+    deltas = occluded.deltas(encode_images(scorer, [scene]))[0]
+    assert np.all(deltas[unchanged] == 0) and np.all(deltas[~unchanged] != 0)
 
 
 @pytest.mark.parametrize("size, preprocessed_one_by_one", [(64, 1), (48, 3)])

@@ -1,8 +1,9 @@
 """Occlusion: how the global score changes when a window of cells is painted over with the surrounding background.
 
 A window whose removal lowers the score held something the prompt asks for; one whose removal raises it held
-something that contradicts the prompt. Windows of 1, 2 and 3 cells (stride one cell) are all scored in one batch,
-and a cell takes the mean change of the windows covering it, so an object larger than a cell still shows up.
+something that contradicts the prompt. Windows of 1, 2 and 3 cells (stride one cell) are all scored in one batch
+(but those whose painting changes nothing), and a cell takes the mean change of the windows covering it, so an
+object larger than a cell still shows up.
 """
 
 from __future__ import annotations
@@ -55,7 +56,14 @@ def occlude(scorer, image: Image.Image, grid: int, sizes: tuple[int, ...] = WIND
     pixels = np.asarray(image.convert("RGB"))
     windows = cell_windows(grid, sizes)
     copies = paint_over(pixels, [window_box(w, image.width, image.height, grid) for w in windows])
-    return Occluded(grid, windows, encode_pixels(scorer, np.concatenate([pixels[None], copies])))
+    # A window that is all the colour it would be painted (a stretch of empty sky) leaves its copy equal to the
+    # image, so the copy's embedding is the image's own and needs no forward pass: a quarter of the copies of the
+    # mini preset's scenes, whose backgrounds are flat.
+    changed = np.array([not np.array_equal(copy, pixels) for copy in copies], dtype=bool)
+    encoded = encode_pixels(scorer, np.concatenate([pixels[None], copies[changed]]))
+    embeddings = encoded[:1].repeat(1 + len(windows), 1)
+    embeddings[1:][torch.from_numpy(changed)] = encoded[1:]
+    return Occluded(grid, windows, embeddings)
 
 
 def localize(scorer, image: Image.Image, prompt: str, grid: int) -> tuple[float, np.ndarray]:
