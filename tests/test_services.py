@@ -96,9 +96,9 @@ def test_redis_start_reuse_restart_stop(state_dir: Path):
     assert r.lrange("tipai:queue", 0, -1) == [b"m1", b"m2"]
     assert any((state_dir / "redis").glob("appendonlydir*")) or (state_dir / "redis" / "appendonly.aof").exists()
 
-    stop_redis(state_dir)
+    assert stop_redis(state_dir) is True
     assert not _answers(port)
-    stop_redis(state_dir)  # no-op when not running
+    assert stop_redis(state_dir) is False  # no-op when not running, and says so (`tipai down` reports it)
 
 
 @needs_pg
@@ -137,9 +137,9 @@ def test_postgres_start_reuse_restart_stop(state_dir: Path):
     finally:
         eng.dispose()
 
-    stop_postgres(state_dir)
+    assert stop_postgres(state_dir) is True
     assert not _answers(port)
-    stop_postgres(state_dir)  # no-op when not running
+    assert stop_postgres(state_dir) is False  # no-op when not running, and says so
 
 
 @needs_pg
@@ -151,5 +151,5 @@ def test_postgres_wrong_port_while_running_is_a_clear_error(state_dir: Path):
 
 
 def test_stop_is_noop_on_empty_state_dir(tmp_path: Path):
-    stop_redis(tmp_path / "nothing")
-    stop_postgres(tmp_path / "nothing")
+    assert stop_redis(tmp_path / "nothing") is False
+    assert stop_postgres(tmp_path / "nothing") is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tests.helpers import tipai
 from tipai_queue.settings import get_settings
 from tipai_queue.stack import Stack, _alive, down, recorded_processes
 
@@ -35,7 +36,7 @@ def test_second_up_adopts_the_first_and_down_stops_both(tmp_path: Path):
     assert recorded_processes(settings) == early
 
     stopped = down(settings)
-    assert {"flower", "cpu"} <= set(stopped)
+    assert sorted(stopped) == ["cpu", "flower"]  # and not the servers: none runs from this state folder
     for proc in first.processes.values():
         proc.wait(timeout=10)
     assert recorded_processes(settings) == {}
@@ -50,3 +51,9 @@ def test_a_dead_recorded_process_is_not_adopted(tmp_path: Path):
     assert recorded_processes(settings) == {"cpu": first.processes["cpu"].pid}
     first.stop()
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_down_with_nothing_running_says_so(tmp_path: Path):
+    done = tipai("down", env={"TIPAI_STATE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "nothing was running" in done.stdout and "stopped" not in done.stdout

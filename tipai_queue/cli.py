@@ -426,7 +426,7 @@ def down() -> None:
     from tipai_queue import stack
 
     stopped = stack.down(get_settings())
-    console.print(f"stopped: {', '.join(stopped)}")
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @app.command()

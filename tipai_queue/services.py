@@ -223,20 +223,20 @@ def start_redis(state_dir: Path, port: int) -> ServerHandle:
     raise _fail(f"redis did not answer PING on 127.0.0.1:{port} within {REDIS_START_TIMEOUT_S:.0f}s", logfile)
 
 
-def stop_redis(state_dir: Path) -> None:
-    """Stop the redis whose pidfile is in ``state_dir/redis`` (SIGTERM: flushes the AOF). No-op if not running."""
+def stop_redis(state_dir: Path) -> bool:
+    """Stop the redis whose pidfile is in ``state_dir/redis`` (SIGTERM: flushes the AOF). Whether one was running."""
     rdir = _redis_dir(state_dir)
     pidfile, logfile = rdir / "redis.pid", rdir / "redis.log"
     pid = _read_pid(pidfile)
     if pid is None or not _pid_alive(pid) or "redis" not in _cmdline(pid):
         pidfile.unlink(missing_ok=True)
-        return
+        return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + REDIS_STOP_TIMEOUT_S
     while time.monotonic() < deadline:
         if not _pid_alive(pid):
             pidfile.unlink(missing_ok=True)
-            return
+            return True
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
@@ -462,14 +462,14 @@ def start_postgres(state_dir: Path, port: int, user: str = "tipai", database: st
     return ServerHandle("postgres", url, pid, lay.log)
 
 
-def stop_postgres(state_dir: Path) -> None:
-    """``pg_ctl stop -m fast`` for this state dir's cluster (as ``postgres`` when root). No-op if not running."""
+def stop_postgres(state_dir: Path) -> bool:
+    """``pg_ctl stop -m fast`` for this state dir's cluster (as ``postgres`` when root). Whether it was running."""
     lay = _pg_layout(state_dir, for_start=False)
     if not (lay.data / "PG_VERSION").exists():
-        return
+        return False
     bindir = _find_pg_bindir()
     if not _pg_running(bindir, lay):
-        return
+        return False
     r = _run_pg([str(bindir / "pg_ctl"), "-D", str(lay.data), "-m", "fast", "-w", "-t", str(PG_STOP_TIMEOUT_S),
                  "stop"], lay, PG_STOP_TIMEOUT_S + 15, "pg_ctl stop")
     if r.returncode != 0 and _pg_running(bindir, lay):
@@ -478,6 +478,7 @@ def stop_postgres(state_dir: Path) -> None:
         raise _fail(f"pg_ctl stop -m fast failed for {lay.data} (status {r.returncode}); "
                     f"immediate stop {'succeeded' if r2.returncode == 0 else 'also failed'}",
                     lay.log, r.stdout + r.stderr)
+    return True
 
 
 def restart_postgres(state_dir: Path, port: int, user: str = "tipai", database: str = "tipai") -> ServerHandle:

@@ -248,13 +248,12 @@ def _alive(pid: int) -> bool:
 
 def down(settings: Settings) -> list[str]:
     """Stop what a detached `tipai up` recorded and still runs (a recycled pid is never signalled), then the local
-    servers in the state folder."""
+    servers in the state folder. The names of those that were running."""
     running = recorded_processes(settings)
     stop_pids(running)
     record_path(settings).unlink(missing_ok=True)
-    services.stop_redis(settings.state_dir)
-    services.stop_postgres(settings.state_dir)
-    return [*running, "redis", "postgres"]
+    servers = {"redis": services.stop_redis(settings.state_dir), "postgres": services.stop_postgres(settings.state_dir)}
+    return [*running, *(name for name, was_running in servers.items() if was_running)]
 
 
 def start(settings: Settings, flower: bool = True, demo: bool = False) -> tuple[Stack, tuple[str, str] | None]:
