@@ -77,7 +77,9 @@ def test_unreachable_service_is_named(tmp_path, nothing_changes, which):
 def test_commands_name_a_database_that_does_not_answer(command):
     result = tipai(*command, env={"TIPAI_DATABASE_URL": "postgresql+psycopg://tipai@127.0.0.1:1/tipai"})
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "127.0.0.1:1" in result.stderr and "does not answer" in result.stderr
+    said = " ".join(result.stderr.split())  # the terminal's wrapping aside
+    assert "127.0.0.1:1" in said and "does not answer (" in said and "Connection refused" in said
+    assert "Start the services with `tipai up`" in said
     assert "Traceback" not in result.stderr
 
 

@@ -18,7 +18,7 @@ from tipai_queue import db
 from tipai_queue.batch import MAX_SEEDS_PER_PROMPT, BatchError, build_options, load_batch
 from tipai_queue.progress import JobProgress, job_progress, prompt_summaries
 from tipai_queue.settings import get_settings
-from tipai_queue.submit import ServiceUnavailable, submit as submit_batch
+from tipai_queue.submit import SERVICES_HINT, ServiceUnavailable, not_answering, submit as submit_batch
 from sceneworld.cli import app as mini_app
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -47,9 +47,10 @@ def servers_answering() -> Iterator[None]:
     try:
         yield
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise fail(f"broker {db.redact(settings.broker_url)} does not answer ({exc})", EXIT_SERVICE) from None
+        raise fail(f"{not_answering('broker', settings.broker_url, exc)}. {SERVICES_HINT}", EXIT_SERVICE) from None
     except (OperationalError, InterfaceError) as exc:
-        raise fail(f"database {db.redact(settings.database_url)} does not answer ({exc.orig})", EXIT_SERVICE) from None
+        problem = not_answering("database", settings.database_url, exc.orig)
+        raise fail(f"{problem}. {SERVICES_HINT}", EXIT_SERVICE) from None
 
 
 def read_database(query, *args):

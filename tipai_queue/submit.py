@@ -43,21 +43,27 @@ def image_id(job_id: str, prompt_id: str, seed: int) -> str:
     return f"{job_id}_{prompt_id}_{seed}"
 
 
+SERVICES_HINT = "Start the services with `tipai up` or set TIPAI_BROKER_URL / TIPAI_DATABASE_URL."
+
+
+def not_answering(what: str, url: str, exc: BaseException) -> str:
+    """One line naming the server (its URL redacted) and the driver's reason, whose own message spans lines."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{what} {db.redact(url)} does not answer ({reason})"
+
+
 def check_services(settings: Settings) -> None:
     problems = []
     try:
         redis.Redis.from_url(settings.broker_url, socket_connect_timeout=3, socket_timeout=3).ping()
     except (redis.RedisError, OSError, ValueError) as exc:
-        problems.append(f"broker {db.redact(settings.broker_url)} does not answer ({exc})")
+        problems.append(not_answering("broker", settings.broker_url, exc))
     try:
         db.ping()
     except Exception as exc:  # any driver error here means the same thing to the user
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        problems.append(f"database {db.redact(settings.database_url)} does not answer ({first_line})")
+        problems.append(not_answering("database", settings.database_url, exc))
     if problems:
-        raise ServiceUnavailable(
-            "; ".join(problems) + ". Start the services with `tipai up` or set TIPAI_BROKER_URL / TIPAI_DATABASE_URL."
-        )
+        raise ServiceUnavailable("; ".join(problems) + ". " + SERVICES_HINT)
 
 
 def write_rows(batch: Batch, job_id: str) -> bool:
