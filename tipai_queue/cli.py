@@ -47,10 +47,12 @@ def servers_answering() -> Iterator[None]:
     try:
         yield
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise fail(f"{not_answering('broker', settings.broker_url, exc)}. {SERVICES_HINT}", EXIT_SERVICE) from None
+        problem = not_answering("broker", settings.broker_url, exc)
     except (OperationalError, InterfaceError) as exc:
         problem = not_answering("database", settings.database_url, exc.orig)
-        raise fail(f"{problem}. {SERVICES_HINT}", EXIT_SERVICE) from None
+    else:
+        return
+    raise fail(f"{problem}. {SERVICES_HINT}", EXIT_SERVICE)
 
 
 def read_database(query, *args):

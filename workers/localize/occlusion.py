@@ -59,7 +59,7 @@ def occlude(scorer, image: Image.Image, grid: int, sizes: tuple[int, ...] = WIND
     # A window that is all the colour it would be painted (a stretch of empty sky) leaves its copy equal to the
     # image, so the copy's embedding is the image's own and needs no forward pass: a quarter of the copies of the
     # mini preset's scenes, whose backgrounds are flat.
-    changed = np.array([not np.array_equal(copy, pixels) for copy in copies], dtype=bool)
+    changed = (copies != pixels).any(axis=(1, 2, 3))
     encoded = encode_pixels(scorer, np.concatenate([pixels[None], copies[changed]]))
     embeddings = encoded[:1].repeat(1 + len(windows), 1)
     embeddings[1:][torch.from_numpy(changed)] = encoded[1:]
