@@ -25,6 +25,9 @@ def train(
         int | None, typer.Option(help="Mini CLIP stage-2 steps (the image tower from scratch, hard negative images).")
     ] = _DEFAULT,
     clip_vision_lr: Annotated[float | None, typer.Option(help="Mini CLIP stage-2 peak learning rate.")] = _DEFAULT,
+    clip_odd_one_repeats: Annotated[int | None, typer.Option(
+        help="Mini CLIP stage 2: odd-one scenes ('two red apples and a blue apple') added per counted scene.", min=0)
+    ] = _DEFAULT,
     new_image_tower: Annotated[bool, typer.Option(
         help="With --only clip: run stage 2 alone, a new image tower for the text tower of the CLIP already in "
              "--out (kept, so the mini SD that reads prompts with it stays valid).")] = False,
@@ -49,7 +52,7 @@ def train(
         typer.echo(f"error: --only must be clip or sd, not {only!r}", err=True)
         raise typer.Exit(2)
     overrides = {"scenes": scenes, "clip_steps": clip_steps, "clip_vision_steps": clip_vision_steps,
-                 "clip_vision_lr": clip_vision_lr,
+                 "clip_vision_lr": clip_vision_lr, "clip_odd_one_repeats": clip_odd_one_repeats,
                  "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()

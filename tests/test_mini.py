@@ -17,6 +17,7 @@ from sceneworld import mini_clip, mini_sd
 from sceneworld.dataset import render_set
 from sceneworld.geneval import reference
 from sceneworld.paths import PROMPTS, clip_checkpoint, sd_folder
+from sceneworld.train import TRAIN_SEED
 from sceneworld.zeroshot import heldout_accuracy
 from tipai_queue.presets import get_preset
 from workers.generation import load_generator
@@ -281,7 +282,8 @@ def test_training_command_runs_a_few_steps(tmp_path):
     assert tower["clip_image_tower_continuations"] == []
 
     # Training that tower further keeps the text tower too, and records each continuation after the first run.
-    done = _train(out, "--only", "clip", "--continue-image-tower", "--clip-vision-lr", "1e-3")
+    done = _train(out, "--only", "clip", "--continue-image-tower", "--clip-vision-lr", "1e-3",
+                  "--clip-odd-one-repeats", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     clip_continued = load_file(clip_checkpoint(out))
     assert all(torch.equal(clip_before[name], clip_continued[name]) for name in text_names)
@@ -289,6 +291,10 @@ def test_training_command_runs_a_few_steps(tmp_path):
                for name in clip_after if name.startswith("visual."))
     continued = json.loads((out / "metrics.json").read_text())
     assert [c["lr"] for c in continued["clip_image_tower_continuations"]] == [1e-3]
+    # Two odd-one scenes for each of the 64 scenes with a counted group, and none unless asked for.
+    counted = sum(len(s.full.groups) == 1 and s.full.groups[0].count > 1 for s in render_set(64, TRAIN_SEED).samples)
+    assert counted and continued["clip_image_tower_continuations"][0]["odd_one_scenes"] == 2 * counted
+    assert tower["clip_new_image_tower"]["odd_one_scenes"] == 0 and "odd-one scenes" in done.stdout
     assert continued["clip_new_image_tower"] == tower["clip_new_image_tower"]
     assert "mini CLIP zero-shot accuracy" in done.stdout
     assert _train(out, "--only", "sd", "--continue-unet").returncode == 0

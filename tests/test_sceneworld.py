@@ -111,3 +111,33 @@ def test_counterfactual_scenes_change_one_object_so_the_caption_is_false():
                 seen["colour"] += 1
                 assert owner.colour is not None and new.colour != owner.colour
     assert set(seen) == {"added", "removed", "kind", "colour"} and min(seen.values()) >= 20, seen
+
+
+def test_odd_one_scenes_change_one_member_of_a_counted_group_and_say_so():
+    from collections import Counter
+
+    from sceneworld.odd_one import odd_one, odd_one_samples
+
+    rng = np.random.default_rng(5)
+    counted = [s for s in samples(400) if len(s.full.groups) == 1 and s.full.groups[0].count >= 2]
+    assert len(counted) >= 30
+    seen = Counter()
+    for s in counted:
+        odd = odd_one(s, rng)
+        rest, changed = odd.full.groups
+        (old, new), = [(a, b) for a, b in zip(s.layout.scene.things, odd.layout.scene.things) if a != b]
+        seen["colour" if new.kind == old.kind else "kind"] += 1
+        # The caption and the truth describe the changed scene, thing by thing, and the old caption is now false.
+        assert rest.count == s.full.groups[0].count - 1 and changed.count == 1
+        assert Counter((t.kind, t.colour) for t in odd.layout.scene.things) == Counter(
+            {(rest.kind, rest.colour): rest.count, (changed.kind, changed.colour): 1})
+        assert [odd.layout.owners[i] for i, t in enumerate(odd.layout.scene.things) if t == new] == [1]
+        assert entails(odd.full, odd.caption) and not entails(odd.full, s.caption)
+        said = odd.caption.groups[1]
+        assert said.kind == new.kind and said.colour in (None, new.colour)
+        if new.kind == old.kind:  # a changed colour the caption would not state would be invisible in it
+            assert said.colour == new.colour
+        assert parse(odd.caption.text()) == odd.caption
+    assert min(seen.values()) >= 10, seen
+    assert odd_one(next(s for s in samples(50) if len(s.full.groups) == 2), rng) is None
+    assert len(odd_one_samples(counted, 3, rng)) == 3 * len(counted)
