@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sceneworld.captions import Caption, Group
+from sceneworld.captions import Caption, Group, parse
 from sceneworld.counterfactual import kind_swapped, other, with_thing
 from sceneworld.layout import layout
 from sceneworld.sampling import random_caption, stated
@@ -176,6 +176,11 @@ def explanation_correct(case: Case, findings: list) -> bool:
     return first.phrase == case.phrase and (case.alternative in words or PLURALS.get(case.alternative) in words)
 
 
+def in_counted_group(case: Case) -> bool:
+    """Whether a colour or kind swap changed one member of a group of two or more."""
+    return next(group for group in parse(case.prompt).groups if group.text() == case.phrase).count > 1
+
+
 def explanation_table(scorer, cases: list[Case], analyses: dict | None = None) -> dict:
     """Correctness on colour and kind swaps, and how often a scene gets any finding at all: a finding on a faithful
     scene is a false alarm, one on a corrupted scene a detection (of any violation type). `analyses` (see
@@ -189,14 +194,18 @@ def explanation_table(scorer, cases: list[Case], analyses: dict | None = None) -
         analysis = analyses.get(id(image)) or analyse(scorer, image, prompt, GRID)
         return findings(analysis, GRID)
 
-    rows: dict[str, list[bool]] = {"colour_swap": [], "kind_swap": []}
+    rows: dict[str, list[bool]] = {"colour_swap": [], "kind_swap": [], "single_object": [], "group_member": []}
     alarms, detections = [], []
     for case in cases:
         found = explain(case.corrupted, case.prompt)
         detections.append(bool(found))
         alarms.append(bool(explain(case.faithful, case.prompt)))
-        if case.violation in rows:
-            rows[case.violation].append(explanation_correct(case, found))
+        if case.violation in ("colour_swap", "kind_swap"):
+            right = explanation_correct(case, found)
+            rows[case.violation].append(right)
+            # A changed member of a counted group must be named by an odd-one caption ("two red apples and a blue
+            # apple"), which the scorer reads less surely than a single object's.
+            rows["group_member" if in_counted_group(case) else "single_object"].append(right)
     rows["overall"] = rows["colour_swap"] + rows["kind_swap"]
     table = {name: {"correct": float(np.mean(hits)), "n": len(hits), "ci95": share_interval(hits)}
              for name, hits in rows.items()}

@@ -63,6 +63,17 @@ def test_swap_cases_know_the_phrase_and_what_it_was_swapped_to():
             assert case.phrase is None and case.alternative is None
 
 
+def test_swaps_know_whether_they_changed_one_member_of_a_counted_group():
+    from benchmarks.localization import in_counted_group
+    from sceneworld.vocab import NUMBERS
+
+    swaps = [case for case in make_cases(120, seed=7) if case.violation in ("colour_swap", "kind_swap")]
+    members = [case for case in swaps if in_counted_group(case)]
+    assert 0 < len(members) < len(swaps)
+    counted = {word for n, word in NUMBERS.items() if n > 1}
+    assert all((case in members) == (case.phrase.split()[0] in counted) for case in swaps)
+
+
 def test_share_intervals_hold_the_share_narrow_with_more_pairs_and_stay_within_0_1():
     from benchmarks.localization import share_interval
 

@@ -147,6 +147,16 @@ def test_explanations_name_swaps_and_stay_quiet_on_faithful_scenes(scorer):
     assert any(odd_ones_named), "one swapped member of a counted group is named as the odd one"
 
 
+def test_explanation_table_splits_swaps_into_single_objects_and_members_of_counted_groups(scorer):
+    from benchmarks.localization import explanation_table, make_cases
+
+    table = explanation_table(scorer, make_cases(40, seed=3))
+    single, member, overall = table["single_object"], table["group_member"], table["overall"]
+    assert single["n"] > 0 and member["n"] > 0 and single["n"] + member["n"] == overall["n"] == 20
+    together = (single["correct"] * single["n"] + member["correct"] * member["n"]) / overall["n"]
+    assert together == pytest.approx(overall["correct"])
+
+
 def test_geneval_reference_reads_rendered_scenes_of_the_prompts_far_above_chance(scorer):
     score = reference(scorer, PROMPTS, [0, 1, 2])
     # 0.766 on 16 seeds (docs/mini.md; the ViT image tower before it 0.31); a reader at chance passes well under 1%
