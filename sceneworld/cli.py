@@ -28,6 +28,9 @@ def train(
     clip_odd_one_repeats: Annotated[int | None, typer.Option(
         help="Mini CLIP stage 2: odd-one scenes ('two red apples and a blue apple') added per counted scene.", min=0)
     ] = _DEFAULT,
+    clip_continued_share: Annotated[float | None, typer.Option(
+        help="With --continue-image-tower: keep the tower this share of the way from its weights before the run to "
+             "after (weight-space ensembling; 1 keeps the continued weights).", min=0.0, max=1.0)] = _DEFAULT,
     new_image_tower: Annotated[bool, typer.Option(
         help="With --only clip: run stage 2 alone, a new image tower for the text tower of the CLIP already in "
              "--out (kept, so the mini SD that reads prompts with it stays valid).")] = False,
@@ -53,6 +56,7 @@ def train(
         raise typer.Exit(2)
     overrides = {"scenes": scenes, "clip_steps": clip_steps, "clip_vision_steps": clip_vision_steps,
                  "clip_vision_lr": clip_vision_lr, "clip_odd_one_repeats": clip_odd_one_repeats,
+                 "clip_continued_share": clip_continued_share,
                  "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()

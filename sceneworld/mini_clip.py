@@ -165,3 +165,14 @@ def save(model: torch.nn.Module, path: Path) -> None:
     """Half-precision safetensors that open_clip loads as ``ARCH@path`` (it casts back to the model's precision)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, path)
+
+
+def mix_weights(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],
+                share: float) -> dict[str, torch.Tensor]:
+    """Weight-space ensembling (WiSE-FT): each floating-point weight ``share`` of the way from ``before`` to
+    ``after``, in float32 and back to its own dtype. Weights a run left as they were stay bitwise (the text tower),
+    and counters are ``after``'s."""
+    return {name: weight if torch.equal(weight, before[name]) or not weight.is_floating_point()
+            else ((1 - share) * before[name].float() + share * weight.float()).to(weight.dtype)
+            for name, weight in after.items()}
+
