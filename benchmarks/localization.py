@@ -207,8 +207,9 @@ def explanation_table(scorer, cases: list[Case], analyses: dict | None = None) -
             # apple"), which the scorer reads less surely than a single object's.
             rows["group_member" if in_counted_group(case) else "single_object"].append(right)
     rows["overall"] = rows["colour_swap"] + rows["kind_swap"]
+    # A small run may draw no swap of a counted group: a row without cases is left out, not reported as nan.
     table = {name: {"correct": float(np.mean(hits)), "n": len(hits), "ci95": share_interval(hits)}
-             for name, hits in rows.items()}
+             for name, hits in rows.items() if hits}
     for name, hits in (("faithful_with_findings", alarms), ("corrupted_with_findings", detections)):
         table[name] = {"share": float(np.mean(hits)), "n": len(hits), "ci95": share_interval(hits)}
     return table
@@ -411,11 +412,11 @@ def main() -> None:
     print("\nexplanation correctness (first finding names the phrase and the swapped-in colour or kind):")
     for name, row in explanations.items():
         if "correct" in row:
-            print(f"  {name:<12}{_with_interval(row['correct'], row['ci95'])}  (n = {row['n']})")
+            print(f"  {name:<15}{_with_interval(row['correct'], row['ci95'])}  (n = {row['n']})")
     print("scenes with any finding (faithful: false alarms; corrupted: detections):")
     for name in ("faithful_with_findings", "corrupted_with_findings"):
         row = explanations[name]
-        print(f"  {name.split('_')[0]:<12}{_with_interval(row['share'], row['ci95'])}  (n = {row['n']})")
+        print(f"  {name.split('_')[0]:<15}{_with_interval(row['share'], row['ci95'])}  (n = {row['n']})")
     default = get_settings().method
     print(f"\ntargets for the default method, {default} (by the 95% intervals):")
     verdicts = target_verdicts(results, explanations, default)

@@ -175,4 +175,3 @@ def mix_weights(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],
     return {name: weight if torch.equal(weight, before[name]) or not weight.is_floating_point()
             else ((1 - share) * before[name].float() + share * weight.float()).to(weight.dtype)
             for name, weight in after.items()}
-

@@ -3,7 +3,7 @@ and the odd one ("two red apples and a blue apple").
 
 When one member of a counted group is wrong, the explanation names it by exactly such a caption. A scorer that saw
 only groups whose members all look alike cannot read it, and missed most of these explanations
-(docs/localization.md, "Counted groups"). These are true scenes for training, not negatives.
+(docs/localization.md, "One member of a counted group"). These are true scenes for training, not negatives.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ class Budget:
     clip_vision_lr: float = 1e-3
     # Odd-one scenes ("two red apples and a blue apple") drawn per counted scene, added to stage 2's scenes. They
     # taught the committed tower, in a continuation, to read a changed member of a group; a tower from scratch has
-    # not been measured with them, so by default it trains as before (docs/localization.md, "Counted groups").
+    # not been measured with them, so by default it trains as before (docs/localization.md, "One member of a
+    # counted group").
     clip_odd_one_repeats: int = 0
     # The tower a stage-2 continuation keeps: this share of the way from its weights before to those after. Half
     # way kept what the odd-one continuation taught (explanations 0.773 -> 0.803 on 1 200 pairs) and what it cost

@@ -157,6 +157,21 @@ def test_explanation_table_splits_swaps_into_single_objects_and_members_of_count
     assert together == pytest.approx(overall["correct"])
 
 
+def test_benchmark_command_prints_and_writes_its_tables_on_a_small_run(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.localization", "--n", "8", "--methods", "grid,phrases", "--threads", "1",
+         "--json", str(tmp_path / "out.json"), "--figure", str(tmp_path / "grid.png"),
+         "--methods-figure", str(tmp_path / "methods.png")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    tables = json.loads((tmp_path / "out.json").read_text())
+    assert set(tables["phrases"]["overall"]) >= {"pair_accuracy", "pointing_game", "auroc", "seconds_per_image"}
+    assert tables["explanations"]["overall"]["n"] == 4 and tables["targets"]["method"] == "phrases"
+    assert (tmp_path / "grid.png").stat().st_size and (tmp_path / "methods.png").stat().st_size
+    assert "explanation correctness" in done.stdout and "cost <= 3.0x grid" in done.stdout
+
+
 def test_geneval_reference_reads_rendered_scenes_of_the_prompts_far_above_chance(scorer):
     score = reference(scorer, PROMPTS, [0, 1, 2])
     # 0.762 on 16 seeds (docs/mini.md; the ViT image tower before it 0.31); a reader at chance passes well under 1%
