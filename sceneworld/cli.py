@@ -19,6 +19,8 @@ def train(
     only: Annotated[str | None, typer.Option(help="Train only 'clip' or 'sd' (both by default).")] = None,
     out: Annotated[Path, typer.Option(help="Where the models and metrics.json go.")] = MINI_DIR,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
+    device: Annotated[str, typer.Option(
+        help="Where to train: auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")] = "auto",
     scenes: Annotated[int | None, typer.Option(help="Rendered training scenes.")] = _DEFAULT,
     clip_steps: Annotated[int | None, typer.Option(help="Mini CLIP optimiser steps.")] = _DEFAULT,
     clip_vision_steps: Annotated[
@@ -57,14 +59,14 @@ def train(
     overrides = {"scenes": scenes, "clip_steps": clip_steps, "clip_vision_steps": clip_vision_steps,
                  "clip_vision_lr": clip_vision_lr, "clip_odd_one_repeats": clip_odd_one_repeats,
                  "clip_continued_share": clip_continued_share,
-                 "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr}
+                 "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr, "unet_batch": unet_batch}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.
     try:
         metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True),
                       continue_unet=continue_unet, new_image_tower=new_image_tower,
-                      continue_image_tower=continue_image_tower)
+                      continue_image_tower=continue_image_tower, device=device)
     except CannotTrain as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -34,7 +34,7 @@ _STD = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
 
 def normalise_pixels(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, 64, 64) to what open_clip's eval preprocessing gives for 64x64 images."""
-    return (pixels.float() / 255.0 - _MEAN) / _STD
+    return (pixels.float() / 255.0 - _MEAN.to(pixels.device)) / _STD.to(pixels.device)
 
 
 def create(seed: int, arch: str = ARCH) -> torch.nn.Module:
@@ -49,13 +49,16 @@ def load(path: Path) -> torch.nn.Module:
     return open_clip.create_model(ARCH, pretrained=str(path)).eval()
 
 
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware; elsewhere oneDNN emulates it, slower than float32."""
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether ``device`` multiplies bfloat16 in hardware; on CPUs without it oneDNN emulates it, slower than
+    float32."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
     return getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
 
 
 def _image_features(model, images: torch.Tensor, bf16: bool) -> torch.Tensor:
-    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+    with torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
         features = model.encode_image(images)
     # Similarities in float32: the logit scale (up to 100) would magnify bfloat16's rounding of them.
     return F.normalize(features.float(), dim=-1)
@@ -73,30 +76,32 @@ def _loss(
     scale = model.logit_scale.exp()
     # Two images can share a caption ("a dog"); the other's copy is not a negative.
     ids = {text: k for k, text in enumerate(texts[:batch])}
-    same = torch.tensor([ids[t] for t in texts[:batch]])
-    duplicate = (same[:, None] == same[None, :]) & ~torch.eye(batch, dtype=torch.bool)
+    same = torch.tensor([ids[t] for t in texts[:batch]], device=images.device)
+    duplicate = (same[:, None] == same[None, :]) & ~torch.eye(batch, dtype=torch.bool, device=images.device)
     per_image = scale * image_features @ text_features.T  # positives first, then every image's hard negatives
     per_image[:, :batch] = per_image[:, :batch].masked_fill(duplicate, -1e4)
     per_text = (scale * text_features[:batch] @ image_features.T).masked_fill(duplicate, -1e4)
     if negative_images is not None:
         per_text = torch.cat([per_text, scale * text_features[:batch] @ _image_features(model, negative_images,
                                                                                         bf16).T], 1)
-    target = torch.arange(batch)
+    target = torch.arange(batch, device=images.device)
     return (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target)) / 2
 
 
 def _fit(
     model: torch.nn.Module, params: list[torch.nn.Parameter], data: SceneSet, counterfactuals: torch.Tensor | None,
     steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None], name: str,
-    bf16: bool = False,
+    device: str, bf16: bool = False,
 ) -> torch.nn.Module:
     tokenizer = open_clip.get_tokenizer(ARCH)
+    model.to(device)
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     rng = np.random.default_rng(seed)
+    # Batches are drawn on the CPU on every device, so a seed picks the same scenes and captions everywhere.
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
     model.train()
@@ -105,9 +110,9 @@ def _fit(
         chosen = [data.samples[i] for i in index.tolist()]
         texts = [s.caption.text() for s in chosen]
         texts += [n.text() for s in chosen for n in hard_negatives(s.caption, s.full, rng, negatives)]
-        negative_images = None if counterfactuals is None else normalise_pixels(counterfactuals[index])
-        loss = _loss(model, normalise_pixels(data.pixels[index]), tokenizer(texts), texts, batch, negative_images,
-                     bf16)
+        negative_images = None if counterfactuals is None else normalise_pixels(counterfactuals[index].to(device))
+        loss = _loss(model, normalise_pixels(data.pixels[index].to(device)), tokenizer(texts).to(device), texts,
+                     batch, negative_images, bf16)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -121,30 +126,32 @@ def _fit(
 
 
 def train(
-    data: SceneSet, steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None]
+    data: SceneSet, steps: int, batch: int, negatives: int, lr: float, seed: int, log: Callable[[str], None],
+    device: str = "cpu",
 ) -> torch.nn.Module:
     """Stage 1: both towers from scratch (the stage-1 ViT image tower), hard negative captions."""
     model = create(seed, STAGE1_ARCH)
-    return _fit(model, list(model.parameters()), data, None, steps, batch, negatives, lr, seed, log, "clip")
+    return _fit(model, list(model.parameters()), data, None, steps, batch, negatives, lr, seed, log, "clip", device)
 
 
 def tune_vision(
     model: torch.nn.Module, data: SceneSet, counterfactuals: torch.Tensor, steps: int, batch: int, negatives: int,
-    lr: float, seed: int, log: Callable[[str], None],
+    lr: float, seed: int, log: Callable[[str], None], device: str = "cpu",
 ) -> torch.nn.Module:
     """Stage 2: the image tower alone learns to rank a caption's own scene above the scene one object away
     (``counterfactuals[i]`` is false of caption i) as well as the caption above its hard negatives. Captions alone
     never teach the first direction: a batch's other images differ in everything. The text tower stays as it is,
     so the mini SD, which reads prompts with it, is unaffected.
 
-    Where the CPU has bfloat16 in hardware the ResNet runs in bfloat16 autocast: 0.43 against 0.68 s per step of
-    64 on 2 cores, side by side over 500 steps, with the same held-out accuracies (docs/mini.md, "Retraining").
-    Stage 1 gains nothing from it, nor does the mini SD's UNet, so they stay in float32."""
+    Where the device has bfloat16 in hardware the ResNet runs in bfloat16 autocast: on the CPU 0.43 against 0.68 s
+    per step of 64 on 2 cores, side by side over 500 steps, with the same held-out accuracies (docs/mini.md,
+    "Retraining"). Stage 1 gains nothing from it on the CPU, nor does the mini SD's UNet, so they stay in float32."""
     model.requires_grad_(False)
     params = [*model.visual.parameters(), model.logit_scale]
     for parameter in params:
         parameter.requires_grad_(True)
-    _fit(model, params, data, counterfactuals, steps, batch, negatives, lr, seed, log, "clip vision", native_bf16())
+    _fit(model, params, data, counterfactuals, steps, batch, negatives, lr, seed, log, "clip vision", device,
+         native_bf16(device))
     model.requires_grad_(True)
     return model
 
@@ -164,7 +171,7 @@ def with_text_tower(path: Path, seed: int) -> torch.nn.Module:
 def save(model: torch.nn.Module, path: Path) -> None:
     """Half-precision safetensors that open_clip loads as ``ARCH@path`` (it casts back to the model's precision)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, path)
+    save_file({k: v.detach().half().cpu().contiguous() for k, v in model.state_dict().items()}, path)
 
 
 def mix_weights(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],

@@ -144,11 +144,12 @@ def train_vae(
 ) -> None:
     optimiser = torch.optim.AdamW(vae.parameters(), lr=lr)
     schedule = _cosine(optimiser, steps)
+    # Drawn on the CPU on every device, so a seed picks the same scenes everywhere.
     generator = torch.Generator().manual_seed(seed)
     started = time.monotonic()
     vae.train()
     for step in range(steps):
-        pixels = _to_unit(data.pixels[torch.randint(len(data.samples), (batch,), generator=generator)])
+        pixels = _to_unit(data.pixels[torch.randint(len(data.samples), (batch,), generator=generator)].to(vae.device))
         posterior = vae.encode(pixels).latent_dist
         reconstruction = vae.decode(posterior.sample(generator)).sample
         # Flat-coloured scenes have sharp edges: L1 keeps them crisper than L2 alone.
@@ -164,9 +165,9 @@ def train_vae(
 
 @torch.no_grad()
 def reconstruct(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 scenes through the VAE and back (latent means, as the UNet is trained on them), uint8."""
-    decoded = vae.decode(vae.encode(_to_unit(pixels)).latent_dist.mean).sample.clamp(-1, 1)
-    return ((decoded + 1) * 127.5).round().to(torch.uint8)
+    """uint8 scenes through the VAE and back (latent means, as the UNet is trained on them), uint8 on the CPU."""
+    decoded = vae.decode(vae.encode(_to_unit(pixels).to(vae.device, vae.dtype)).latent_dist.mean).sample
+    return ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
 def reconstruction_error(pixels: torch.Tensor, reconstructed: torch.Tensor) -> float:
@@ -179,7 +180,8 @@ def encode_all(vae: AutoencoderKL, data: SceneSet, batch: int = 256, keep_scale:
     """Latent means of every scene, scaled to unit variance as Stable Diffusion expects (sets scaling_factor,
     unless ``keep_scale``: a UNet trained further must see latents on the scale it learnt)."""
     latents = torch.cat([
-        vae.encode(_to_unit(data.pixels[k : k + batch])).latent_dist.mean for k in range(0, len(data.samples), batch)
+        vae.encode(_to_unit(data.pixels[k : k + batch]).to(vae.device, vae.dtype)).latent_dist.mean
+        for k in range(0, len(data.samples), batch)
     ])
     if not keep_scale:
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
@@ -193,7 +195,7 @@ def encode_texts(text_encoder: CLIPTextModel, tok: CLIPTokenizer, texts: list[st
     for k in range(0, len(texts), batch):
         ids = tok(texts[k : k + batch], padding="max_length", max_length=tok.model_max_length, truncation=True,
                   return_tensors="pt").input_ids
-        states.append(text_encoder(ids)[0])
+        states.append(text_encoder(ids.to(text_encoder.device))[0])
     return torch.cat(states)
 
 
@@ -207,7 +209,8 @@ def _min_snr_weights(noise_schedule: DDPMScheduler) -> torch.Tensor:
 def _denoising_loss(unet: UNet2DConditionModel, noise_schedule: DDPMScheduler, weight: torch.Tensor,
                     clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     predicted = unet(noise_schedule.add_noise(clean, noise, t), t, encoder_hidden_states=states).sample
-    return (F.mse_loss(predicted, noise, reduction="none").mean(dim=(1, 2, 3)) * weight[t]).mean()
+    # In float32 also for a half-precision UNet (a pipeline on a GPU): half's rounding would move the mean.
+    return (F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3)) * weight[t]).mean()
 
 
 @torch.no_grad()
@@ -215,12 +218,13 @@ def heldout_loss(pipe: StableDiffusionPipeline, data: SceneSet, seed: int = 0, b
     """The UNet's training loss on scenes it never saw, at noise and timesteps fixed by ``seed``. It measures
     how far training has come smoothly, where the GenEval-style score moves by whole images."""
     noise_schedule = DDPMScheduler(**NOISE)
-    weight = _min_snr_weights(noise_schedule)
+    weight = _min_snr_weights(noise_schedule).to(pipe.device)
     latents = encode_all(pipe.vae, data, keep_scale=True)
     states = encode_texts(pipe.text_encoder, pipe.tokenizer, data.texts)
+    # Drawn on the CPU, so a seed fixes the same noise on every device.
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(latents.shape, generator=generator)
-    t = torch.randint(0, NOISE["num_train_timesteps"], (len(latents),), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator).to(pipe.device, latents.dtype)
+    t = torch.randint(0, NOISE["num_train_timesteps"], (len(latents),), generator=generator).to(pipe.device)
     total = sum(
         float(_denoising_loss(pipe.unet, noise_schedule, weight, latents[k : k + batch], noise[k : k + batch],
                               t[k : k + batch], states[k : k + batch])) * len(latents[k : k + batch])
@@ -244,10 +248,12 @@ def train_unet(
 ) -> UNet2DConditionModel:
     """Returns the trained UNet, or with ``ema_decay`` its exponential moving average, which the run keeps beside
     it."""
+    device = unet.device
     noise_schedule = DDPMScheduler(**NOISE)
-    weight = _min_snr_weights(noise_schedule)
+    weight = _min_snr_weights(noise_schedule).to(device)
     optimiser = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     schedule = _cosine(optimiser, steps)
+    # Batches, noise and timesteps are drawn on the CPU on every device, so a seed draws the same ones everywhere.
     generator = torch.Generator().manual_seed(seed)
     # Distinct captions are far fewer than scenes; the frozen encoder runs once per caption.
     distinct = sorted(set(texts))
@@ -265,10 +271,10 @@ def train_unet(
         index = torch.randint(len(texts), (batch,), generator=generator)
         rows = caption_of[index].clone()
         rows[torch.rand(batch, generator=generator) < CAPTION_DROP] = empty
-        clean = latents[index].contiguous(memory_format=torch.channels_last)
-        noise = torch.randn(clean.shape, generator=generator)
-        t = torch.randint(0, NOISE["num_train_timesteps"], (batch,), generator=generator)
-        loss = _denoising_loss(unet, noise_schedule, weight, clean, noise, t, states[rows])
+        clean = latents[index.to(latents.device)].contiguous(memory_format=torch.channels_last)
+        noise = torch.randn(clean.shape, generator=generator).to(device)
+        t = torch.randint(0, NOISE["num_train_timesteps"], (batch,), generator=generator).to(device)
+        loss = _denoising_loss(unet, noise_schedule, weight, clean, noise, t, states[rows.to(states.device)])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -301,9 +307,9 @@ def load_trained(folder: Path) -> tuple[AutoencoderKL, UNet2DConditionModel, CLI
 def save(folder: Path, vae, unet, text_encoder, tok: CLIPTokenizer) -> None:
     """A standard diffusers folder, weights in half precision (loaders cast them to the dtype they ask for)."""
     pipe = StableDiffusionPipeline(
-        vae=vae.half(),
-        unet=unet.half(),
-        text_encoder=text_encoder.half(),
+        vae=vae.cpu().half(),
+        unet=unet.cpu().half(),
+        text_encoder=text_encoder.cpu().half(),
         tokenizer=tok,
         scheduler=DPMSolverMultistepScheduler(**NOISE, steps_offset=1),
         safety_checker=None,

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from sceneworld import mini_clip, mini_sd
 from sceneworld.dataset import SceneSet, render_counterfactuals, render_set, with_odd_ones
 from sceneworld.paths import MINI_DIR, PROMPTS, clip_checkpoint, sd_folder
+from workers.devices import pick_device
 
 # Seeds of the training scenes and of the held-out scenes the metrics are measured on: never the same.
 TRAIN_SEED = 1
@@ -62,29 +63,30 @@ class Budget:
     seed: int = 0
 
 
-def train_clip(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> dict:
+def train_clip(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None], device: str = "cpu") -> dict:
     started = time.monotonic()
     model = mini_clip.train(
-        data, budget.clip_steps, budget.clip_batch, budget.clip_negatives, budget.clip_lr, budget.seed, log
+        data, budget.clip_steps, budget.clip_batch, budget.clip_negatives, budget.clip_lr, budget.seed, log, device
     )
     # Stage 2 reads the text tower back from the file, so it is the same whether run straight on or resumed
     # with --new-image-tower.
     mini_clip.save(model, clip_checkpoint(out))
-    stage2 = new_clip_image_tower(budget, out, data, log)
+    stage2 = new_clip_image_tower(budget, out, data, log, device)
     return {"clip_train_seconds": round(time.monotonic() - started)} | stage2
 
 
-def new_clip_image_tower(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> dict:
+def new_clip_image_tower(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None],
+                         device: str = "cpu") -> dict:
     """Stage 2: the image tower, from scratch, against the text tower of the CLIP in ``out``, which stays as it
     is, and so does the mini SD that reads prompts with it."""
     tower = _tune_image_tower(mini_clip.with_text_tower(clip_checkpoint(out), budget.seed), budget, out, data,
-                              TRAIN_SEED, budget.seed, log)
+                              TRAIN_SEED, budget.seed, log, device)
     # A new tower starts the record of its continuations anew.
-    return {"clip_new_image_tower": tower, "clip_image_tower_continuations": []} | measure_clip(out, log)
+    return {"clip_new_image_tower": tower, "clip_image_tower_continuations": []} | measure_clip(out, log, device)
 
 
 def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_before: int,
-                              log: Callable[[str], None]) -> dict:
+                              log: Callable[[str], None], device: str = "cpu") -> dict:
     """``budget.clip_vision_steps`` more stage-2 steps for the image tower of the CLIP in ``out``, from its
     weights and with a fresh cosine schedule peaking at ``budget.clip_vision_lr``. Its text tower stays, and so
     does the mini SD. Each continuation draws new counterfactual scenes: the ones a tower trained on are the
@@ -93,7 +95,7 @@ def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_be
     before = load_file(clip_checkpoint(out))
     record = _tune_image_tower(mini_clip.load(clip_checkpoint(out)), budget, out, data,
                                TRAIN_SEED + CONTINUATION_SEED_OFFSET + done_before,
-                               budget.seed + CONTINUATION_SEED_OFFSET + done_before, log)
+                               budget.seed + CONTINUATION_SEED_OFFSET + done_before, log, device)
     if budget.clip_continued_share != 1.0:
         # Mixed as saved, so the same two files always give the same tower.
         after = load_file(clip_checkpoint(out))
@@ -103,7 +105,7 @@ def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_be
 
 
 def _tune_image_tower(model: torch.nn.Module, budget: Budget, out: Path, data: SceneSet, counterfactual_seed: int,
-                      seed: int, log: Callable[[str], None]) -> dict:
+                      seed: int, log: Callable[[str], None], device: str) -> dict:
     """Stage 2 on ``model``, saved as the CLIP in ``out``; returns the run's record for metrics.json."""
     started = time.monotonic()
     scenes = len(data.samples)
@@ -115,20 +117,20 @@ def _tune_image_tower(model: torch.nn.Module, budget: Budget, out: Path, data: S
     log(f"rendered {len(counterfactuals)} counterfactual scenes in {time.monotonic() - started:.0f} s")
     model = mini_clip.tune_vision(
         model, data, counterfactuals, budget.clip_vision_steps, budget.clip_vision_batch, budget.clip_negatives,
-        budget.clip_vision_lr, seed, log,
+        budget.clip_vision_lr, seed, log, device,
     )
     mini_clip.save(model, clip_checkpoint(out))
     return {"steps": budget.clip_vision_steps, "batch": budget.clip_vision_batch, "lr": budget.clip_vision_lr,
             "seed": seed, "odd_one_scenes": len(data.samples) - scenes, "seconds": round(time.monotonic() - started)}
 
 
-def measure_clip(out: Path, log: Callable[[str], None]) -> dict:
+def measure_clip(out: Path, log: Callable[[str], None], device: str = "cpu") -> dict:
     from workers.scoring import load_scorer
 
     from sceneworld.zeroshot import heldout_accuracy
 
-    # Measured through the loader the workers use, from the file just written.
-    scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", "cpu", out)
+    # Measured through the loader the workers use, from the file just written, on the device a worker would use.
+    scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", device, out)
     accuracy = heldout_accuracy(scorer, per_aspect=200, seed=HELDOUT_SEED)
     log(f"mini CLIP zero-shot accuracy on held-out scenes: {json.dumps(accuracy)}")
     return {"clip_zero_shot": accuracy}
@@ -138,11 +140,12 @@ class CannotTrain(Exception):
     """What a run needs from --out is missing or does not fit together."""
 
 
-def train_sd(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None]) -> dict:
+def train_sd(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], None], device: str = "cpu") -> dict:
     """Needs the mini CLIP in ``out``: the SD's text encoder is its text tower."""
     started = time.monotonic()
     clip = mini_clip.load(clip_checkpoint(out))
     vae, unet, text_encoder, tok = mini_sd.create(budget.seed, clip)
+    vae, unet, text_encoder = vae.to(device), unet.to(device), text_encoder.to(device)
     mini_sd.train_vae(vae, data, budget.vae_steps, budget.vae_batch, budget.vae_lr, budget.seed, log)
     # The UNet can draw no finer than the VAE decodes: a blurry VAE caps every image.
     heldout = render_set(VAE_HELDOUT, HELDOUT_SEED).pixels
@@ -157,7 +160,8 @@ def train_sd(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], Non
     return {"sd_train_seconds": round(time.monotonic() - started), "vae_heldout_mae": round(vae_mae, 2)}
 
 
-def continue_sd(budget: Budget, out: Path, data: SceneSet, done_before: int, log: Callable[[str], None]) -> dict:
+def continue_sd(budget: Budget, out: Path, data: SceneSet, done_before: int, log: Callable[[str], None],
+                device: str = "cpu") -> dict:
     """``budget.unet_steps`` more steps for the UNet of the SD in ``out``, from its weights and with a fresh
     cosine schedule peaking at ``budget.unet_lr``; the VAE and the text encoder stay as they are. The UNet kept is
     the moving average of its weights over the run."""
@@ -171,6 +175,7 @@ def continue_sd(budget: Budget, out: Path, data: SceneSet, done_before: int, log
         if not torch.allclose(weight.half().float(), saved_encoder.state_dict()[name]):
             raise CannotTrain(f"the SD in {sd_folder(out)} was trained on another CLIP than "
                               f"{clip_checkpoint(out)}: train it anew with --only sd")
+    vae, unet, text_encoder = vae.to(device), unet.to(device), text_encoder.to(device)
     latents = mini_sd.encode_all(vae, data, keep_scale=True)
     seed = budget.seed + CONTINUATION_SEED_OFFSET + done_before
     unet = mini_sd.train_unet(
@@ -183,7 +188,7 @@ def continue_sd(budget: Budget, out: Path, data: SceneSet, done_before: int, log
             "seconds": round(time.monotonic() - started)}
 
 
-def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None]) -> dict:
+def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None], device: str = "cpu") -> dict:
     from tipai_queue.presets import get_preset
     from workers.generation import load_generator
     from workers.scoring import load_scorer
@@ -191,8 +196,8 @@ def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None]) -> dict:
     from sceneworld.geneval import geneval, reference
 
     preset = get_preset("mini")
-    generator = load_generator(str(sd_folder(out)), "cpu", out)
-    scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", "cpu", out)
+    generator = load_generator(str(sd_folder(out)), device, out)
+    scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", device, out)
     score = geneval(generator, scorer, PROMPTS, list(range(seeds)), preset.steps, preset.guidance)
     ceiling = reference(scorer, PROMPTS, list(range(seeds)))
     loss = mini_sd.heldout_loss(generator.pipe, render_set(VAE_HELDOUT, HELDOUT_SEED))
@@ -204,12 +209,21 @@ def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None]) -> dict:
 
 def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: int = 2,
         geneval_seeds: int = GENEVAL_SEEDS, log: Callable[[str], None] = print, continue_unet: bool = False,
-        new_image_tower: bool = False, continue_image_tower: bool = False) -> dict:
+        new_image_tower: bool = False, continue_image_tower: bool = False, device: str = "cpu") -> dict:
     """Train what ``only`` names ("clip", "sd") or both, then measure; metrics are merged into metrics.json.
     ``continue_unet`` trains the UNet of the SD already in ``out`` further instead (``only`` must be "sd");
     ``new_image_tower`` trains a new image tower for the CLIP already in ``out`` and ``continue_image_tower`` trains
-    its image tower further (``only`` must be "clip")."""
+    its image tower further (``only`` must be "clip"). ``device`` is "cpu", "cuda", "cuda:N" or "auto"."""
+    try:
+        device = pick_device(device)
+    except ValueError as error:
+        raise CannotTrain(str(error)) from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CannotTrain(f"--device {device}: this machine has no CUDA GPU that torch can use (torch "
+                          f"{torch.__version__}); train with --device cpu or auto")
     torch.set_num_threads(threads)
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"the CPU, {threads} threads"
+    log(f"training on {where}")
     out.mkdir(parents=True, exist_ok=True)
     if only == "sd" and not clip_checkpoint(out).is_file():
         raise CannotTrain(f"{clip_checkpoint(out)} is missing: the mini SD's text encoder is the mini CLIP's "
@@ -233,25 +247,25 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
     metrics_file = out / "metrics.json"
     earlier = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     if new_image_tower:
-        metrics.update(new_clip_image_tower(budget, out, data, log))
+        metrics.update(new_clip_image_tower(budget, out, data, log, device))
     elif continue_image_tower:
         # The tower's first run stays recorded; each continuation is recorded after it.
         before = earlier.get("clip_image_tower_continuations", [])
         metrics["clip_image_tower_continuations"] = before + [
-            continue_clip_image_tower(budget, out, data, len(before), log)]
-        metrics.update(measure_clip(out, log))
+            continue_clip_image_tower(budget, out, data, len(before), log, device)]
+        metrics.update(measure_clip(out, log, device))
     elif only in (None, "clip"):
-        metrics.update(train_clip(budget, out, data, log))
+        metrics.update(train_clip(budget, out, data, log, device))
     if continue_unet:
         # The first run's budget stays; each continuation is recorded after it.
         before = earlier.get("sd_continuations", [])
-        metrics["sd_continuations"] = before + [continue_sd(budget, out, data, len(before), log)]
+        metrics["sd_continuations"] = before + [continue_sd(budget, out, data, len(before), log, device)]
     elif not (new_image_tower or continue_image_tower):  # the first run's budget stays
         metrics["budget"] = asdict(budget)
         if only in (None, "sd"):
-            metrics.update(train_sd(budget, out, data, log), sd_continuations=[])
+            metrics.update(train_sd(budget, out, data, log, device), sd_continuations=[])
     if clip_checkpoint(out).is_file() and sd_folder(out).is_dir():
-        metrics.update(evaluate_sd(out, geneval_seeds, log))
+        metrics.update(evaluate_sd(out, geneval_seeds, log, device))
     # Merged, so that an --only run keeps the other model's numbers.
     merged = earlier | metrics
     metrics_file.write_text(json.dumps(merged, indent=2) + "\n")

@@ -16,6 +16,7 @@ from sceneworld.layout import layout
 from sceneworld.sampling import random_caption
 from sceneworld.scene import render
 from sceneworld.vocab import BACKGROUNDS, COLOURS, KINDS, MAX_COUNT, RELATIONS
+from workers.devices import dtype_for
 from workers.scoring import Scorer
 
 ASPECTS = ("kind", "colour", "count", "relation", "background")
@@ -23,7 +24,9 @@ ASPECTS = ("kind", "colour", "count", "relation", "background")
 
 def choose(scorer: Scorer, images: list[Image.Image], candidates: list[list[str]]) -> list[int]:
     """For each image, the index of its best-fitting candidate caption."""
-    pixels = torch.stack([scorer.preprocess(image.convert("RGB")) for image in images]).to(scorer.device)
+    pixels = torch.stack([scorer.preprocess(image.convert("RGB")) for image in images])
+    # A scorer on a GPU holds half-precision weights (workers/devices.py).
+    pixels = pixels.to(scorer.device, dtype_for(scorer.device))
     flat = [text for texts in candidates for text in texts]
     with torch.inference_mode():
         image_features = scorer.model.encode_image(pixels, normalize=True).float()

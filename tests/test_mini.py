@@ -363,6 +363,17 @@ def test_an_image_tower_run_needs_a_clip_whose_text_tower_it_keeps(tmp_path, fla
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("device, says", [
+    ("tpu", "unknown device"),
+    pytest.param("cuda", "no CUDA GPU", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
+])
+def test_training_on_a_device_torch_cannot_use_is_refused(tmp_path, device, says):
+    done = subprocess.run([sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--device", device, "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and says in done.stderr, done.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_only_option_is_refused(tmp_path):
     done = subprocess.run([sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--only", "vae", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
