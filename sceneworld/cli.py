@@ -42,6 +42,7 @@ def train(
     vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
     unet_steps: Annotated[int | None, typer.Option(help="UNet optimiser steps (the text encoder is the CLIP's, frozen).")] = _DEFAULT,
     unet_lr: Annotated[float | None, typer.Option(help="UNet peak learning rate.")] = _DEFAULT,
+    unet_batch: Annotated[int | None, typer.Option(help="Latents per UNet step.", min=1)] = _DEFAULT,
     continue_unet: Annotated[bool, typer.Option(
         help="With --only sd: train the UNet of the SD already in --out for --unet-steps more steps (its VAE and "
              "text encoder kept), keeping the moving average of its weights.")] = False,

@@ -283,11 +283,11 @@ def test_training_command_runs_a_few_steps(tmp_path):
     assert "sd_geneval" in done.stdout
 
     before = _unet_weights(out)
-    done = _train(out, "--only", "sd", "--continue-unet", "--unet-lr", "1e-2")
+    done = _train(out, "--only", "sd", "--continue-unet", "--unet-lr", "1e-2", "--unet-batch", "4")
     assert done.returncode == 0, done.stderr[-3000:]
     after = json.loads((out / "metrics.json").read_text())
     assert after["budget"] == metrics["budget"] and after["vae_heldout_mae"] == metrics["vae_heldout_mae"]
-    assert [c["unet_lr"] for c in after["sd_continuations"]] == [1e-2]
+    assert [(c["unet_lr"], c["unet_batch"]) for c in after["sd_continuations"]] == [(1e-2, 4)]
     changed = _unet_weights(out)
     assert any(not torch.equal(before[name], changed[name]) for name in before)
     for config in sd_folder(out).glob("*/config.json"):
