@@ -172,6 +172,26 @@ def test_benchmark_command_prints_and_writes_its_tables_on_a_small_run(tmp_path)
     assert "explanation correctness" in done.stdout and "cost <= 3.0x grid" in done.stdout
 
 
+def test_device_benchmark_tells_the_same_maps_from_other_ones(scorer, tmp_path):
+    from benchmarks.devices import localization_side_by_side
+
+    # A device compared with itself gives every map again; another scorer (the random tiny CLIP) does not.
+    same = localization_side_by_side({"cpu": scorer, "again": scorer}, ["grid", "phrases"], 4, 3)
+    for name in ("grid", "phrases"):
+        assert same[name]["same_lowest_cell"] == 1.0 and same[name]["mean_abs_map_difference"] == 0.0
+        assert same[name]["cpu"]["pair_accuracy"] == same[name]["again"]["pair_accuracy"]
+    assert same["phrases"]["cpu"]["explanations"] == same["phrases"]["again"]["explanations"]
+    tiny = load_scorer(get_preset("tiny").scorer, "cpu", tmp_path)
+    other = localization_side_by_side({"cpu": scorer, "tiny": tiny}, ["grid"], 4, 3)
+    assert other["grid"]["mean_abs_map_difference"] > 0.05, other
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")
+def test_device_benchmark_without_a_gpu_says_so():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.devices"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "no CUDA GPU" in done.stderr, done.stderr[-2000:]
+
+
 def test_geneval_reference_reads_rendered_scenes_of_the_prompts_far_above_chance(scorer):
     score = reference(scorer, PROMPTS, [0, 1, 2])
     # 0.762 on 16 seeds (docs/mini.md; the ViT image tower before it 0.31); a reader at chance passes well under 1%
