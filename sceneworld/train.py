@@ -101,7 +101,7 @@ def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_be
         after = load_file(clip_checkpoint(out))
         save_file(mini_clip.mix_weights(before, after, budget.clip_continued_share), clip_checkpoint(out))
         log(f"kept the tower {budget.clip_continued_share} of the way from its weights before the run to after")
-    return record | {"continued_share": budget.clip_continued_share}
+    return record | {"continued_share": budget.clip_continued_share, "device": device}
 
 
 def _tune_image_tower(model: torch.nn.Module, budget: Budget, out: Path, data: SceneSet, counterfactual_seed: int,
@@ -184,7 +184,7 @@ def continue_sd(budget: Budget, out: Path, data: SceneSet, done_before: int, log
     )
     mini_sd.save(sd_folder(out), vae, unet, text_encoder, tok)
     return {"unet_steps": budget.unet_steps, "unet_batch": budget.unet_batch, "unet_lr": budget.unet_lr,
-            "seed": seed, "ema_decay": CONTINUATION_EMA,
+            "seed": seed, "ema_decay": CONTINUATION_EMA, "device": device,
             "seconds": round(time.monotonic() - started)}
 
 
