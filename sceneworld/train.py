@@ -222,7 +222,7 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
         raise CannotTrain(f"--device {device}: this machine has no CUDA GPU that torch can use (torch "
                           f"{torch.__version__}); train with --device cpu or auto")
     torch.set_num_threads(threads)
-    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"the CPU, {threads} threads"
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"the CPU ({threads} torch threads)"
     log(f"training on {where}")
     out.mkdir(parents=True, exist_ok=True)
     if only == "sd" and not clip_checkpoint(out).is_file():
