@@ -102,21 +102,22 @@ def main() -> None:
 
     from tipai_queue.model_specs import method_problem
     from tipai_queue.presets import get_preset
-    from workers.devices import pick_device
+    from workers.devices import usable_device
     from workers.generation import load_generator
     from workers.localize import METHODS, check_method
     from workers.scoring import load_scorer
 
-    device = pick_device(args.device)
+    try:
+        device = usable_device(args.device)
+    except ValueError as error:
+        sys.exit(f"error: --device: {error}")
     if device == "cpu":
         parser.error("--device names the GPU to compare with the CPU: cuda or cuda:N")
-    if not torch.cuda.is_available():
-        sys.exit(f"error: --device {device}, but torch {torch.__version__} sees no CUDA GPU here")
     torch.set_num_threads(args.threads)
     preset = get_preset("mini")
     names = [check_method(name) for name in args.methods.split(",")] if args.methods else list(METHODS)
     names = [name for name in names if not method_problem(name, preset.scorer)]
-    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else device
+    where = torch.cuda.get_device_name(device)
     print(f"cpu ({args.threads} threads) against {device} ({where}); torch {torch.__version__}")
 
     devices = ("cpu", device)

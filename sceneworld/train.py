@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from sceneworld import mini_clip, mini_sd
 from sceneworld.dataset import SceneSet, render_counterfactuals, render_set, with_odd_ones
 from sceneworld.paths import MINI_DIR, PROMPTS, clip_checkpoint, sd_folder
-from workers.devices import pick_device
+from workers.devices import usable_device
 
 # Seeds of the training scenes and of the held-out scenes the metrics are measured on: never the same.
 TRAIN_SEED = 1
@@ -215,12 +215,9 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
     ``new_image_tower`` trains a new image tower for the CLIP already in ``out`` and ``continue_image_tower`` trains
     its image tower further (``only`` must be "clip"). ``device`` is "cpu", "cuda", "cuda:N" or "auto"."""
     try:
-        device = pick_device(device)
+        device = usable_device(device)
     except ValueError as error:
-        raise CannotTrain(str(error)) from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CannotTrain(f"--device {device}: this machine has no CUDA GPU that torch can use (torch "
-                          f"{torch.__version__}); train with --device cpu or auto")
+        raise CannotTrain(f"--device: {error}") from None
     torch.set_num_threads(threads)
     where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"the CPU ({threads} torch threads)"
     log(f"training on {where}")

@@ -13,7 +13,7 @@ from diffusers import StableDiffusionPipeline
 from huggingface_hub import constants as hub_constants
 from PIL import Image
 
-from workers.devices import dtype_for, pick_device
+from workers.devices import dtype_for, pick_device, usable_device
 from workers.errors import ModelUnavailable
 from workers.generation import load_generator
 from workers.model_cache import get_scorer
@@ -62,6 +62,14 @@ def test_devices():
         pick_device("mps")
     assert dtype_for("cpu") == torch.float32
     assert dtype_for("cuda:0") == torch.float16
+
+
+def test_a_usable_device_is_one_torch_can_use_here():
+    assert usable_device("cpu") == "cpu"
+    assert usable_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            usable_device("cuda:0")
 
 
 def test_tiny_sd_is_built_identically(models_dir, generator, tmp_path):
