@@ -26,7 +26,9 @@ even when the scorer prefers no alternative, because the most suspicious phrase 
 more often than anything else: on 300 benchmark pairs (with occlusion evidence alone, before extra instances
 counted their whole group as the truth) this scored pointing 0.590 and AUROC 0.798, against 0.543 and 0.763 for
 the evidence of preferred alternatives only, with the prompt's occlusion map when there were none. Only when the
-prompt offers no alternative at all is the map the occlusion map of the prompt itself.
+prompt offers no alternative at all is the map the occlusion map of the prompt itself. (Adding the occlusion map to
+the evidence scored worse: removing any object the prompt names, even a wrong one, lowers the score, which hides
+the wrong one.)
 
 Squaring the evidence and the temperature of four came from the pixel AUROC of extra instances, whose truth is a
 whole group: the occlusion evidence of a count covers the one or two windows whose removal changes the count most,
@@ -34,9 +36,7 @@ the salience every member (AUROC 0.80 and 0.91 alone on 234 such scenes led by a
 1 200 pairs they moved pointing from 0.873 to 0.882 and AUROC from 0.939 to 0.943 (extra instances' AUROC 0.894
 to 0.901), every type's pointing and AUROC up, and on another draw of 600 (seed 0) from 0.860 to 0.868 and from
 0.939 to 0.943, every type up but extra instances' pointing (0.907 to 0.887); each change alone did less
-(docs/localization.md). (Adding the occlusion map to
-the evidence scored worse: removing any object the prompt names, even a wrong one, lowers the score, which hides
-the wrong one.)
+(docs/localization.md).
 """
 
 from __future__ import annotations
