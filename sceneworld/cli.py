@@ -30,6 +30,9 @@ def train(
     clip_odd_one_repeats: Annotated[int | None, typer.Option(
         help="Mini CLIP stage 2: odd-one scenes ('two red apples and a blue apple') added per counted scene.", min=0)
     ] = _DEFAULT,
+    clip_crowded_repeats: Annotated[int | None, typer.Option(
+        help="Mini CLIP stage 2: new layouts added per scene whose caption counts four or more.", min=0)
+    ] = _DEFAULT,
     clip_continued_share: Annotated[float | None, typer.Option(
         help="With --continue-image-tower: keep the tower this share of the way from its weights before the run to "
              "after (weight-space ensembling; 1 keeps the continued weights).", min=0.0, max=1.0)] = _DEFAULT,
@@ -59,6 +62,7 @@ def train(
         raise typer.Exit(2)
     overrides = {"scenes": scenes, "clip_steps": clip_steps, "clip_vision_steps": clip_vision_steps,
                  "clip_vision_lr": clip_vision_lr, "clip_odd_one_repeats": clip_odd_one_repeats,
+                 "clip_crowded_repeats": clip_crowded_repeats,
                  "clip_continued_share": clip_continued_share,
                  "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr, "unet_batch": unet_batch}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})

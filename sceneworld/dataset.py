@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from sceneworld.counterfactual import violating
-from sceneworld.odd_one import odd_one_samples
 from sceneworld.sampling import Sample, sample
 from sceneworld.scene import Scene, render
 
@@ -36,13 +35,12 @@ def render_set(n: int, seed: int, size: int = IMAGE_SIZE) -> SceneSet:
     return SceneSet(samples, _pixels([s.layout.scene for s in samples], size))
 
 
-def with_odd_ones(data: SceneSet, repeats: int, rng: np.random.Generator) -> SceneSet:
-    """``data`` followed by ``repeats`` odd-one scenes for each of its scenes with a counted group."""
-    odd = odd_one_samples(data.samples, repeats, rng)
-    if not odd:
+def with_samples(data: SceneSet, extra: list[Sample]) -> SceneSet:
+    """``data`` followed by ``extra``, rendered at its size."""
+    if not extra:
         return data
     size = data.pixels.shape[-1]
-    return SceneSet(data.samples + odd, torch.cat([data.pixels, _pixels([s.layout.scene for s in odd], size)]))
+    return SceneSet(data.samples + extra, torch.cat([data.pixels, _pixels([s.layout.scene for s in extra], size)]))
 
 
 def render_counterfactuals(data: SceneSet, seed: int, size: int = IMAGE_SIZE) -> torch.Tensor:

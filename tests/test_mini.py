@@ -329,7 +329,7 @@ def test_training_command_runs_a_few_steps(tmp_path):
 
     # Training that tower further keeps the text tower too, and records each continuation after the first run.
     done = _train(out, "--only", "clip", "--continue-image-tower", "--clip-vision-lr", "1e-3",
-                  "--clip-odd-one-repeats", "2", "--clip-continued-share", "0.5")
+                  "--clip-odd-one-repeats", "2", "--clip-crowded-repeats", "1", "--clip-continued-share", "0.5")
     assert done.returncode == 0, done.stderr[-3000:]
     clip_continued = load_file(clip_checkpoint(out))
     assert all(torch.equal(clip_before[name], clip_continued[name]) for name in text_names)
@@ -341,6 +341,9 @@ def test_training_command_runs_a_few_steps(tmp_path):
     counted = sum(len(s.full.groups) == 1 and s.full.groups[0].count > 1 for s in render_set(64, TRAIN_SEED).samples)
     assert counted and continued["clip_image_tower_continuations"][0]["odd_one_scenes"] == 2 * counted
     assert tower["clip_new_image_tower"]["odd_one_scenes"] == 0 and "odd-one scenes" in done.stdout
+    crowded = sum(max(g.count for g in s.caption.groups) >= 4 for s in render_set(64, TRAIN_SEED).samples)
+    assert crowded and continued["clip_image_tower_continuations"][0]["crowded_scenes"] == crowded
+    assert tower["clip_new_image_tower"]["crowded_scenes"] == 0 and "crowded scenes" in done.stdout
     assert continued["clip_new_image_tower"] == tower["clip_new_image_tower"]
     assert "mini CLIP zero-shot accuracy" in done.stdout
     assert _train(out, "--only", "sd", "--continue-unet").returncode == 0

@@ -141,3 +141,24 @@ def test_odd_one_scenes_change_one_member_of_a_counted_group_and_say_so():
     assert min(seen.values()) >= 10, seen
     assert odd_one(next(s for s in samples(50) if len(s.full.groups) == 2), rng) is None
     assert len(odd_one_samples(counted, 3, rng)) == 3 * len(counted)
+
+
+def test_crowded_scenes_lay_out_again_the_scenes_that_count_four_or_more():
+    from collections import Counter
+
+    from sceneworld.crowded import crowded_samples
+
+    drawn = samples(400)
+    crowded = crowded_samples(drawn, 2, np.random.default_rng(3))
+    high = [s for s in drawn if max(g.count for g in s.caption.groups) >= 4]
+    assert high and len(crowded) == 2 * len(high)
+    assert [s.caption for s in crowded] == [s.caption for s in high] * 2
+    moved = 0
+    for old, new in zip(high * 2, crowded):
+        # The same objects, so the caption stays true, most often somewhere else.
+        assert Counter((t.kind, t.colour) for t in new.layout.scene.things) == Counter(
+            (t.kind, t.colour) for t in old.layout.scene.things)
+        assert entails(new.full, new.caption)
+        moved += new.layout.scene != old.layout.scene
+    assert moved >= 0.9 * len(crowded)
+    assert crowded_samples(drawn, 0, np.random.default_rng(3)) == []
