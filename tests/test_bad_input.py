@@ -100,3 +100,23 @@ def test_a_model_path_missing_here_is_a_warning_not_an_error(tmp_path):
     assert missing_here(str(folder), f"ViT-B-32@{checkpoint}") == []
     assert missing_here("stabilityai/sd-turbo", "ViT-B-32@openai") == []
     assert scorer_problem("tipai-mini-clip@builtin") is None  # the project's own architectures count too
+
+
+def test_a_gpu_this_machine_lacks_stops_run_before_anything_starts(tmp_path, nothing_changes):
+    """cuda:99 is past the GPUs of any machine the tests run on, with a GPU or without."""
+    state = tmp_path / "state"
+    result = tipai("run", str(write(tmp_path, ["a dog"])), "--images", "1",
+                   env={"TIPAI_DEVICE": "cuda:99", "TIPAI_STATE_DIR": str(state)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "TIPAI_DEVICE=cuda:99" in said and "use 'cpu' or 'auto'" in said and "Traceback" not in said
+    assert not state.exists(), "the stack started"
+
+
+def test_a_generation_worker_refuses_a_gpu_this_machine_lacks():
+    """Started, it would fail every image sent to it; not starting leaves them queued for a worker that can."""
+    result = tipai("worker", "gpu", env={"TIPAI_DEVICE": "cuda:99"}, timeout=120)
+    assert result.returncode != 0
+    said = " ".join(result.stderr.split())
+    assert "TIPAI_DEVICE=cuda:99: cuda:99 was asked for" in said and "use 'cpu' or 'auto'" in said, said[-2000:]
+    assert " ready." not in said, "it took tasks first"

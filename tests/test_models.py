@@ -70,6 +70,9 @@ def test_a_usable_device_is_one_torch_can_use_here():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             usable_device("cuda:0")
+    # Past the GPUs there are, with some or none.
+    with pytest.raises(ValueError, match="cuda:99 was asked for"):
+        usable_device("cuda:99")
 
 
 def test_tiny_sd_is_built_identically(models_dir, generator, tmp_path):

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     # mini: the committed scene-world models, which run on any CPU and draw what they are asked; sd-turbo or
     # sdxl on GPUs (docker-compose.yml sets sd-turbo).
     preset: str = "mini"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Whether this machine has that GPU is for the generation worker to check when it starts (workers/tasks.py).
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     grid: int = 7
     method: str = "phrases"  # localization method of the patch scores (workers/localize, docs/localization.md)
     model_cache_dir: Path | None = None  # where built-in (tiny) models are materialised; default state_dir/models

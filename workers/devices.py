@@ -19,12 +19,17 @@ def pick_device(requested: str) -> str:
 
 
 def usable_device(requested: str) -> str:
-    """``pick_device``, refusing a CUDA device torch cannot use here (no GPU, or a CPU-only build of torch), for
-    commands that should say so before they start rather than fail at the first tensor."""
+    """``pick_device``, refusing a CUDA device torch cannot use here (no GPU, an index past the GPUs it sees, or a
+    CPU-only build of torch), for commands and workers that should say so before they start rather than fail at the
+    first tensor. An explicit device is checked with ``torch.cuda.device_count``, which asks NVML where it can and
+    so leaves CUDA uninitialised: a worker's parent checks before it forks its pool."""
     device = pick_device(requested)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{device} was asked for, but torch {torch.__version__} sees no CUDA GPU on this machine: "
-                         "use 'cpu' or 'auto'")
+    if device.startswith("cuda"):
+        index, seen = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+        if index >= seen:
+            sees = "no CUDA GPU" if seen == 0 else f"only {seen} CUDA GPU(s), cuda:0 to cuda:{seen - 1},"
+            raise ValueError(f"{device} was asked for, but torch {torch.__version__} sees {sees} on this machine: "
+                             "use 'cpu' or 'auto'")
     return device
 
 

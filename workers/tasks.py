@@ -48,12 +48,26 @@ def now() -> datetime:
 
 
 @signals.worker_init.connect
-def preload_model_code(sender, **_) -> None:
-    """A generation worker's parent imports the model libraries (code only: no weights, no CUDA), so every pool
-    process forks with them loaded and one that replaces a dead process is working in a moment instead of spending
-    seconds re-importing torch and diffusers."""
-    if "gpu" in sender.app.amqp.queues.consume_from:
-        import workers.model_cache  # noqa: F401
+def check_device_and_preload_model_code(sender, **_) -> None:
+    """A generation worker refuses, before it takes a task, a device torch cannot use here (TIPAI_DEVICE=cuda on a
+    machine without a GPU): it would fail every image sent to it, where a worker that never starts leaves them
+    queued for one that can run them. Its parent also imports the model libraries (code only: no weights, no CUDA),
+    so every pool process forks with them loaded and one that replaces a dead process is working in a moment
+    instead of spending seconds re-importing torch and diffusers."""
+    if "gpu" not in sender.app.amqp.queues.consume_from:
+        return
+    from workers.devices import usable_device
+
+    requested = get_settings().device
+    if requested != "auto":  # auto falls back to the CPU, and torch's check for it may initialise CUDA
+        try:
+            usable_device(requested)
+        except ValueError as error:
+            log.critical("not starting: TIPAI_DEVICE=%s: %s", requested, error)
+            # Celery logs and drops an exception from a signal handler; SystemExit is not an Exception, so it ends
+            # the worker with a non-zero status.
+            raise SystemExit(f"error: TIPAI_DEVICE={requested}: {error}") from None
+    import workers.model_cache  # noqa: F401
 
 
 class Stage:
