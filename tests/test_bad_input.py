@@ -120,3 +120,14 @@ def test_a_generation_worker_refuses_a_gpu_this_machine_lacks():
     said = " ".join(result.stderr.split())
     assert "TIPAI_DEVICE=cuda:99: cuda:99 was asked for" in said and "use 'cpu' or 'auto'" in said, said[-2000:]
     assert " ready." not in said, "it took tasks first"
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("TIPAI_DEVICE", "gpu", "TIPAI_DEVICE: String should match pattern '^(auto|cpu|cuda(:\\d+)?)$'"),
+    ("TIPAI_DEMO_AUTH", "secret-without-user", 'TIPAI_DEMO_AUTH must look like "user:password"'),
+])
+def test_a_setting_that_does_not_parse_is_named_without_a_traceback(variable, value, message):
+    result = tipai("jobs", env={variable: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert value not in result.stderr  # it may be a password

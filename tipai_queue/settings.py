@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,4 +81,13 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or for a TIPAI_* variable that does not parse, its name and the problem on stderr and exit
+    status 2 (bad input), the first thing any command, worker or the demo does."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            name = "TIPAI_" + "_".join(str(part) for part in problem["loc"]).upper()
+            # Not the value: it may be a password.
+            print(f"error: {name}: {problem['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
