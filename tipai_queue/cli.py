@@ -369,15 +369,14 @@ def start_stack(flower: bool, demo: bool = False):
     from tipai_queue import stack
 
     settings = get_settings()
-    if settings.device != "auto":
-        # The generation workers start here, and one would refuse a GPU this machine lacks (workers/tasks.py) only
-        # after the services were up and the batch queued for nobody.
-        from workers.devices import usable_device
+    # The generation workers start here, and one would refuse a GPU this machine lacks (workers/tasks.py) only after
+    # the services were up and the batch queued for nobody.
+    from workers.devices import check_explicit_device
 
-        try:
-            usable_device(settings.device)
-        except ValueError as exc:
-            raise fail(f"TIPAI_DEVICE={settings.device}: {exc}", EXIT_BAD_INPUT) from None
+    try:
+        check_explicit_device(settings.device)
+    except ValueError as exc:
+        raise fail(f"TIPAI_DEVICE={settings.device}: {exc}", EXIT_BAD_INPUT) from None
     try:
         running, credentials = stack.start(settings, flower=flower, demo=demo)
     except RuntimeError as exc:

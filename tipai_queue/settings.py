@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The devices TIPAI_DEVICE and workers/devices.py accept; here, where it is read without importing torch.
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
 
 
 class Settings(BaseSettings):
@@ -29,7 +31,7 @@ class Settings(BaseSettings):
     # sdxl on GPUs (docker-compose.yml sets sd-turbo).
     preset: str = "mini"
     # Whether this machine has that GPU is for the generation worker to check when it starts (workers/tasks.py).
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     grid: int = 7
     method: str = "phrases"  # localization method of the patch scores (workers/localize, docs/localization.md)
     model_cache_dir: Path | None = None  # where built-in (tiny) models are materialised; default state_dir/models

@@ -6,16 +6,18 @@ import re
 
 import torch
 
-_EXPLICIT_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+from tipai_queue.settings import DEVICE_PATTERN
+
+_DEVICE = re.compile(DEVICE_PATTERN)
 
 
 def pick_device(requested: str) -> str:
     """Resolve a device setting ("auto", "cpu", "cuda", "cuda:N") to a torch device string."""
+    if not _DEVICE.match(requested):
+        raise ValueError(f"unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if _EXPLICIT_DEVICE.match(requested):
-        return requested
-    raise ValueError(f"unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return requested
 
 
 def usable_device(requested: str) -> str:
@@ -31,6 +33,14 @@ def usable_device(requested: str) -> str:
             raise ValueError(f"{device} was asked for, but torch {torch.__version__} sees {sees} on this machine: "
                              "use 'cpu' or 'auto'")
     return device
+
+
+def check_explicit_device(requested: str) -> None:
+    """``usable_device``'s ValueError for an explicit device this machine cannot use. "auto" is not checked: it
+    falls back to the CPU, and torch's test for it may initialise CUDA, which a worker's parent must not do before
+    it forks its pool."""
+    if requested != "auto":
+        usable_device(requested)
 
 
 def dtype_for(device: str | torch.device) -> torch.dtype:

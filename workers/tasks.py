@@ -56,17 +56,15 @@ def check_device_and_preload_model_code(sender, **_) -> None:
     instead of spending seconds re-importing torch and diffusers."""
     if "gpu" not in sender.app.amqp.queues.consume_from:
         return
-    from workers.devices import usable_device
+    from workers.devices import check_explicit_device
 
     requested = get_settings().device
-    if requested != "auto":  # auto falls back to the CPU, and torch's check for it may initialise CUDA
-        try:
-            usable_device(requested)
-        except ValueError as error:
-            log.critical("not starting: TIPAI_DEVICE=%s: %s", requested, error)
-            # Celery logs and drops an exception from a signal handler; SystemExit is not an Exception, so it ends
-            # the worker with a non-zero status.
-            raise SystemExit(f"error: TIPAI_DEVICE={requested}: {error}") from None
+    try:
+        check_explicit_device(requested)
+    except ValueError as error:
+        # Celery logs and drops an exception from a signal handler; SystemExit is not an Exception, so it ends the
+        # worker with a non-zero status, its message on stderr.
+        raise SystemExit(f"error: TIPAI_DEVICE={requested}: {error}") from None
     import workers.model_cache  # noqa: F401
 
 
