@@ -18,7 +18,7 @@ from tests.helpers import job_id_from, tipai
 from workers import localize
 from workers.claims import claims
 from workers.explain import explain
-from workers.localize.common import encode_images, preprocess_batch, window_box
+from workers.localize.common import encode_images, encode_texts, preprocess_batch, window_box
 from workers.localize.occlusion import occlude, paint_over
 from workers.regions import cell_name
 from workers.scoring import load_scorer
@@ -186,6 +186,44 @@ def test_a_missing_object_costs_no_salience(scorer, scene):
     assert batches[-1] == len(located), "the backward pass has one direction per located judgement"
     assert all(not j.salience.any() for j in missing)
     assert all(j.salience.any() for j in located)
+
+
+def test_mirrored_texts_swap_left_and_right_and_nothing_else():
+    from workers.localize.views import mirrored
+
+    assert mirrored("a ball left of a chair") == "a ball right of a chair"
+    assert mirrored("Right of a RED car, to the left of a tree") == "Left of a RED car, to the right of a tree"
+    assert mirrored("a bright cleft in the rock") == "a bright cleft in the rock"
+
+
+def test_shifted_moves_the_image_and_repeats_its_edges():
+    from workers.localize.views import shifted
+
+    pixels = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    moved = shifted(pixels, 2, -1)
+    assert moved.shape == pixels.shape
+    assert np.array_equal(moved[:-1, 2:], pixels[1:, :-2])
+    assert np.array_equal(moved[:, 0], moved[:, 2]) and np.array_equal(moved[-1], moved[-2])
+
+
+def test_views_read_the_mirror_image_against_the_mirrored_texts_in_one_more_forward_pass(scorer, scene):
+    """Judgements are read over views (workers/localize/views.py): the image against the texts, its mirror image
+    against the texts mirrored (so "left of" stays true of it), each shift against the texts; the copies go
+    through the image tower in one batch."""
+    from workers.localize.views import SHIFTS, mirrored, shifted, view_cosines
+
+    texts = ["a red box left of a tree", "a red box right of a tree", "a blue box next to a tree"]
+    features, mirror_features = encode_texts(scorer, texts), encode_texts(scorer, [mirrored(t) for t in texts])
+    own = encode_images(scorer, [scene])[0]
+    with image_batches(scorer) as batches:
+        read = view_cosines(scorer, scene, own, texts, features)
+    assert batches == [1 + len(SHIFTS)]
+    pixels = np.asarray(scene)
+    mirror = encode_images(scorer, [scene.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])[0]
+    moved = encode_images(scorer, [Image.fromarray(shifted(pixels, right, down)) for right, down in SHIFTS])
+    expected = torch.cat([(own @ features.T)[None], (mirror @ mirror_features.T)[None], moved @ features.T]).mean(0)
+    assert read == pytest.approx(expected.numpy(), abs=1e-6)
+    assert not np.allclose(read, (own @ features.T).numpy(), atol=1e-4), "the views are read, not only the image"
 
 
 def test_a_finding_needs_its_alternative_clearly_more_likely_than_the_prompt():

@@ -2,8 +2,9 @@
 comes from.
 
 For every phrase and aspect (the colour of "a red car", its kind, its count, whether it is there at all, ...) the
-whole image is scored against the prompt and each alternative prompt ("a blue car ...", "a white car ...") and a
-softmax at CLIP's own temperature turns the cosines into the probability of each reading. This is the question
+whole image is scored against the prompt and each alternative prompt ("a blue car ...", "a white car ..."), the
+cosines averaged over the image, its mirror image and slightly shifted copies (workers/localize/views.py), and a
+softmax at CLIP's own temperature turns them into the probability of each reading. This is the question
 CLIP answers well (it is trained to tell a caption from its near misses) instead of the question the grid asks of
 each crop ("does this crop look like the whole caption?").
 
@@ -51,6 +52,7 @@ from workers.claims import Edit, claims
 from workers.devices import dtype_for
 from workers.localize.common import encode_texts, logit_scale, pool_to_grid
 from workers.localize.occlusion import occlude
+from workers.localize.views import view_cosines
 
 
 # Judged and located, but left out of the faithfulness: the mini CLIP never trained on captions that name one kind
@@ -145,7 +147,10 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
     occluded = occlude(scorer, image, grid)
     texts = [prompt] + [edit.text for edit in said.edits]
     text_features = encode_texts(scorer, texts)
-    whole = (occluded.embeddings[0] @ text_features.T).numpy()
+    # The judgements read the image over its views (workers/localize/views.py); the global cosine stays the
+    # image's own, the one every method reports.
+    global_cosine = float(occluded.embeddings[0] @ text_features[0])
+    whole = view_cosines(scorer, image, occluded.embeddings[0], texts, text_features)
     deltas = occluded.deltas(text_features)
     families: dict[tuple[str, str], list[int]] = {}
     for index, edit in enumerate(said.edits, start=1):
@@ -176,7 +181,7 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
         for index, probability, prompt_probability in readings
     ]
     judgements.sort(key=lambda j: j.log_odds, reverse=True)
-    return Analysis(float(whole[0]), log_faithfulness if families else None, occluded.cells(deltas[0]),
+    return Analysis(global_cosine, log_faithfulness if families else None, occluded.cells(deltas[0]),
                     tuple(judgements))
 
 
