@@ -42,6 +42,9 @@ def train(
     continue_image_tower: Annotated[bool, typer.Option(
         help="With --only clip: train the image tower of the CLIP already in --out for --clip-vision-steps more "
              "stage-2 steps against new counterfactual scenes (its text tower, and so the mini SD, kept).")] = False,
+    unpool_last_stage: Annotated[bool, typer.Option(
+        help="With --continue-image-tower: first remove the last stage's average pools of that pooled ResNet "
+             "tower, so it reads a 64-pixel scene as a 4x4 map instead of 2x2 (the same weights).")] = False,
     vae_steps: Annotated[int | None, typer.Option(help="VAE optimiser steps.")] = _DEFAULT,
     unet_steps: Annotated[int | None, typer.Option(help="UNet optimiser steps (the text encoder is the CLIP's, frozen).")] = _DEFAULT,
     unet_lr: Annotated[float | None, typer.Option(help="UNet peak learning rate.")] = _DEFAULT,
@@ -71,7 +74,8 @@ def train(
     try:
         metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True),
                       continue_unet=continue_unet, new_image_tower=new_image_tower,
-                      continue_image_tower=continue_image_tower, device=device)
+                      continue_image_tower=continue_image_tower, device=device,
+                      unpool_last_stage=unpool_last_stage)
     except CannotTrain as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

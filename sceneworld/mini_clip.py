@@ -23,11 +23,15 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from safetensors.torch import load_file, save_file
 
 from sceneworld.dataset import SceneSet
+from sceneworld.paths import ARCH_KEY, checkpoint_arch
 from sceneworld.sampling import hard_negatives
+from workers import unpooled_resnet
 from workers.tiny import register_model_configs
 
 ARCH = "tipai-mini-clip"
 STAGE1_ARCH = "tipai-mini-clip-stage1"
+# ARCH with its last stage's average pools removed: a 4x4 final map of a 64-pixel scene (workers/unpooled_resnet.py).
+UNPOOLED_ARCH = "tipai-mini-clip-4x4"
 _MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
 
@@ -41,12 +45,24 @@ def create(seed: int, arch: str = ARCH) -> torch.nn.Module:
     register_model_configs()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return open_clip.create_model(arch, pretrained=None)
+        return unpooled_resnet.adapt(arch, open_clip.create_model(arch, pretrained=None))
 
 
 def load(path: Path) -> torch.nn.Module:
+    """The checkpoint at ``path`` as the architecture it was saved as."""
     register_model_configs()
-    return open_clip.create_model(ARCH, pretrained=str(path)).eval()
+    arch = checkpoint_arch(path)
+    return unpooled_resnet.adapt(arch, open_clip.create_model(arch, pretrained=str(path))).eval()
+
+
+def load_unpooled(path: Path) -> torch.nn.Module:
+    """The pooled ResNet checkpoint at ``path`` as an ``UNPOOLED_ARCH`` model: the same weights, its attention
+    pool's positional embedding interpolated to the finer map."""
+    if (arch := checkpoint_arch(path)) != ARCH:
+        raise ValueError(f"{path} holds a {arch} model, not a pooled {ARCH}")
+    model = create(0, UNPOOLED_ARCH)
+    model.load_state_dict(unpooled_resnet.from_pooled(load_file(path)))
+    return model.float().eval()
 
 
 def native_bf16(device: str = "cpu") -> bool:
@@ -168,10 +184,15 @@ def with_text_tower(path: Path, seed: int) -> torch.nn.Module:
     return model
 
 
-def save(model: torch.nn.Module, path: Path) -> None:
-    """Half-precision safetensors that open_clip loads as ``ARCH@path`` (it casts back to the model's precision)."""
+def save(model: torch.nn.Module, path: Path, arch: str) -> None:
+    """Half-precision safetensors that open_clip loads as ``arch@path`` (it casts back to the model's precision),
+    with ``arch`` recorded in them."""
+    save_weights(model.state_dict(), path, arch)
+
+
+def save_weights(weights: dict[str, torch.Tensor], path: Path, arch: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().half().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    save_file({k: v.detach().half().cpu().contiguous() for k, v in weights.items()}, path, metadata={ARCH_KEY: arch})
 
 
 def mix_weights(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],

@@ -17,7 +17,8 @@ from sceneworld import mini_clip, mini_sd
 from sceneworld.crowded import crowded_samples
 from sceneworld.dataset import SceneSet, render_counterfactuals, render_set, with_samples
 from sceneworld.odd_one import odd_one_samples
-from sceneworld.paths import MINI_DIR, PROMPTS, clip_checkpoint, sd_folder
+from sceneworld.paths import MINI_DIR, PROMPTS, checkpoint_arch, clip_checkpoint, clip_spec, sd_folder
+from workers import unpooled_resnet
 from workers.devices import usable_device
 
 # Seeds of the training scenes and of the held-out scenes the metrics are measured on: never the same.
@@ -76,7 +77,7 @@ def train_clip(budget: Budget, out: Path, data: SceneSet, log: Callable[[str], N
     )
     # Stage 2 reads the text tower back from the file, so it is the same whether run straight on or resumed
     # with --new-image-tower.
-    mini_clip.save(model, clip_checkpoint(out))
+    mini_clip.save(model, clip_checkpoint(out), mini_clip.STAGE1_ARCH)
     stage2 = new_clip_image_tower(budget, out, data, log, device)
     return {"clip_train_seconds": round(time.monotonic() - started)} | stage2
 
@@ -85,34 +86,42 @@ def new_clip_image_tower(budget: Budget, out: Path, data: SceneSet, log: Callabl
                          device: str = "cpu") -> dict:
     """Stage 2: the image tower, from scratch, against the text tower of the CLIP in ``out``, which stays as it
     is, and so does the mini SD that reads prompts with it."""
-    tower = _tune_image_tower(mini_clip.with_text_tower(clip_checkpoint(out), budget.seed), budget, out, data,
-                              TRAIN_SEED, budget.seed, log, device)
+    tower = _tune_image_tower(mini_clip.with_text_tower(clip_checkpoint(out), budget.seed), mini_clip.ARCH, budget,
+                              out, data, TRAIN_SEED, budget.seed, log, device)
     # A new tower starts the record of its continuations anew.
     return {"clip_new_image_tower": tower, "clip_image_tower_continuations": []} | measure_clip(out, log, device)
 
 
 def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_before: int,
-                              log: Callable[[str], None], device: str = "cpu") -> dict:
+                              log: Callable[[str], None], device: str = "cpu", unpool_last_stage: bool = False) -> dict:
     """``budget.clip_vision_steps`` more stage-2 steps for the image tower of the CLIP in ``out``, from its
     weights and with a fresh cosine schedule peaking at ``budget.clip_vision_lr``. Its text tower stays, and so
     does the mini SD. Each continuation draws new counterfactual scenes: the ones a tower trained on are the
     negatives it has already learnt. The tower kept is ``budget.clip_continued_share`` of the way from its weights
-    before the run to those after."""
-    before = load_file(clip_checkpoint(out))
-    record = _tune_image_tower(mini_clip.load(clip_checkpoint(out)), budget, out, data,
-                               TRAIN_SEED + CONTINUATION_SEED_OFFSET + done_before,
+    before the run to those after. ``unpool_last_stage`` first makes a pooled tower an unpooled one
+    (``mini_clip.UNPOOLED_ARCH``), which reads a 64-pixel scene as a 4x4 map."""
+    checkpoint = clip_checkpoint(out)
+    before = load_file(checkpoint)
+    if unpool_last_stage:
+        model, arch = mini_clip.load_unpooled(checkpoint), mini_clip.UNPOOLED_ARCH
+        before = unpooled_resnet.from_pooled(before)
+        log(f"removed the last stage's average pools: {arch}, a 4x4 final map")
+    else:
+        model, arch = mini_clip.load(checkpoint), checkpoint_arch(checkpoint)
+    record = _tune_image_tower(model, arch, budget, out, data, TRAIN_SEED + CONTINUATION_SEED_OFFSET + done_before,
                                budget.seed + CONTINUATION_SEED_OFFSET + done_before, log, device)
     if budget.clip_continued_share != 1.0:
         # Mixed as saved, so the same two files always give the same tower.
-        after = load_file(clip_checkpoint(out))
-        save_file(mini_clip.mix_weights(before, after, budget.clip_continued_share), clip_checkpoint(out))
+        after = load_file(checkpoint)
+        mini_clip.save_weights(mini_clip.mix_weights(before, after, budget.clip_continued_share), checkpoint, arch)
         log(f"kept the tower {budget.clip_continued_share} of the way from its weights before the run to after")
-    return record | {"continued_share": budget.clip_continued_share, "device": device}
+    return record | {"continued_share": budget.clip_continued_share, "device": device,
+                     "unpooled_last_stage": unpool_last_stage}
 
 
-def _tune_image_tower(model: torch.nn.Module, budget: Budget, out: Path, data: SceneSet, counterfactual_seed: int,
-                      seed: int, log: Callable[[str], None], device: str) -> dict:
-    """Stage 2 on ``model``, saved as the CLIP in ``out``; returns the run's record for metrics.json."""
+def _tune_image_tower(model: torch.nn.Module, arch: str, budget: Budget, out: Path, data: SceneSet,
+                      counterfactual_seed: int, seed: int, log: Callable[[str], None], device: str) -> dict:
+    """Stage 2 on ``model``, saved as the CLIP in ``out`` as ``arch``; returns the run's record for metrics.json."""
     started = time.monotonic()
     # Streams apart from the counterfactuals' of the same seed, and from each other.
     odd = odd_one_samples(data.samples, budget.clip_odd_one_repeats, np.random.default_rng([counterfactual_seed, 1]))
@@ -128,7 +137,7 @@ def _tune_image_tower(model: torch.nn.Module, budget: Budget, out: Path, data: S
         model, data, counterfactuals, budget.clip_vision_steps, budget.clip_vision_batch, budget.clip_negatives,
         budget.clip_vision_lr, seed, log, device,
     )
-    mini_clip.save(model, clip_checkpoint(out))
+    mini_clip.save(model, clip_checkpoint(out), arch)
     return {"steps": budget.clip_vision_steps, "batch": budget.clip_vision_batch, "lr": budget.clip_vision_lr,
             "seed": seed, "odd_one_scenes": len(odd), "crowded_scenes": len(crowded),
             "seconds": round(time.monotonic() - started)}
@@ -140,7 +149,7 @@ def measure_clip(out: Path, log: Callable[[str], None], device: str = "cpu") -> 
     from sceneworld.zeroshot import heldout_accuracy
 
     # Measured through the loader the workers use, from the file just written, on the device a worker would use.
-    scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", device, out)
+    scorer = load_scorer(clip_spec(out), device, out)
     accuracy = heldout_accuracy(scorer, per_aspect=200, seed=HELDOUT_SEED)
     log(f"mini CLIP zero-shot accuracy on held-out scenes: {json.dumps(accuracy)}")
     return {"clip_zero_shot": accuracy}
@@ -207,7 +216,7 @@ def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None], device: str =
 
     preset = get_preset("mini")
     generator = load_generator(str(sd_folder(out)), device, out)
-    scorer = load_scorer(f"{mini_clip.ARCH}@{clip_checkpoint(out)}", device, out)
+    scorer = load_scorer(clip_spec(out), device, out)
     score = geneval(generator, scorer, PROMPTS, list(range(seeds)), preset.steps, preset.guidance)
     ceiling = reference(scorer, PROMPTS, list(range(seeds)))
     loss = mini_sd.heldout_loss(generator.pipe, render_set(VAE_HELDOUT, HELDOUT_SEED))
@@ -219,11 +228,13 @@ def evaluate_sd(out: Path, seeds: int, log: Callable[[str], None], device: str =
 
 def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: int = 2,
         geneval_seeds: int = GENEVAL_SEEDS, log: Callable[[str], None] = print, continue_unet: bool = False,
-        new_image_tower: bool = False, continue_image_tower: bool = False, device: str = "cpu") -> dict:
+        new_image_tower: bool = False, continue_image_tower: bool = False, device: str = "cpu",
+        unpool_last_stage: bool = False) -> dict:
     """Train what ``only`` names ("clip", "sd") or both, then measure; metrics are merged into metrics.json.
     ``continue_unet`` trains the UNet of the SD already in ``out`` further instead (``only`` must be "sd");
     ``new_image_tower`` trains a new image tower for the CLIP already in ``out`` and ``continue_image_tower`` trains
-    its image tower further (``only`` must be "clip"). ``device`` is "cpu", "cuda", "cuda:N" or "auto"."""
+    its image tower further (``only`` must be "clip"), first removing its last stage's pools with
+    ``unpool_last_stage``. ``device`` is "cpu", "cuda", "cuda:N" or "auto"."""
     try:
         device = usable_device(device)
     except ValueError as error:
@@ -244,6 +255,12 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
         flag = "--new-image-tower" if new_image_tower else "--continue-image-tower"
         raise CannotTrain(f"{flag} trains an image tower for the text tower of {clip_checkpoint(out)}: "
                           "it needs --only clip and that CLIP")
+    if unpool_last_stage and not continue_image_tower:
+        raise CannotTrain("--unpool-last-stage makes the image tower of the CLIP already in --out read a finer map "
+                          "and trains it on: it needs --continue-image-tower")
+    if unpool_last_stage and (arch := checkpoint_arch(clip_checkpoint(out))) != mini_clip.ARCH:
+        raise CannotTrain(f"--unpool-last-stage needs a pooled {mini_clip.ARCH} image tower, and "
+                          f"{clip_checkpoint(out)} holds a {arch} one")
     if budget.clip_continued_share != 1.0 and not continue_image_tower:
         raise CannotTrain("--clip-continued-share mixes an image tower's weights before and after a continuation: "
                           "it needs --continue-image-tower")
@@ -259,7 +276,7 @@ def run(budget: Budget, out: Path = MINI_DIR, only: str | None = None, threads: 
         # The tower's first run stays recorded; each continuation is recorded after it.
         before = earlier.get("clip_image_tower_continuations", [])
         metrics["clip_image_tower_continuations"] = before + [
-            continue_clip_image_tower(budget, out, data, len(before), log, device)]
+            continue_clip_image_tower(budget, out, data, len(before), log, device, unpool_last_stage)]
         metrics.update(measure_clip(out, log, device))
     elif only in (None, "clip"):
         metrics.update(train_clip(budget, out, data, log, device))

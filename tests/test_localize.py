@@ -316,7 +316,7 @@ def test_dense_is_refused_for_a_scorer_whose_image_tower_is_not_a_vit():
     with pytest.raises(BatchError, match="image tower of scorer 'RN50' is not a ViT"):
         build_options(Settings(), preset="tiny", scorer="RN50@openai", method="dense")
     # The mini preset's CLIP reads scenes with a ResNet (docs/mini.md); its other methods all run.
-    with pytest.raises(BatchError, match="image tower of scorer 'tipai-mini-clip' is not a ViT"):
+    with pytest.raises(BatchError, match="image tower of scorer 'tipai-mini-clip-4x4' is not a ViT"):
         build_options(Settings(), preset="mini", method="dense")
     assert build_options(Settings(), preset="mini", method="phrases").method == "phrases"
 

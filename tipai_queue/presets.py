@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sceneworld.paths import clip_checkpoint, sd_folder
+from sceneworld.paths import clip_spec, sd_folder
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ PRESETS: dict[str, Preset] = {
             "random-weight SD and CLIP built in code: plumbing and tests, draws noise",
         ),
         Preset(
-            "mini", str(sd_folder()), f"tipai-mini-clip@{clip_checkpoint()}", 64, 64, 20, 8.0,
+            "mini", str(sd_folder()), clip_spec(), 64, 64, 20, 8.0,
             "small SD and CLIP trained on the scene world (models/mini, docs/mini.md): runs anywhere, measurable",
         ),
         Preset(
