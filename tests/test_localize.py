@@ -175,7 +175,7 @@ def test_a_third_object_shapes_the_map_but_is_neither_told_nor_ranked(scorer, sc
     assert analysis.log_faithfulness > ranked + np.log(third[0].prompt_probability) + 1e-6, "not ranked by"
 
 
-def test_a_missing_object_costs_no_salience(scorer, scene):
+def test_a_missing_object_costs_no_salience_nor_patch_reading(scorer, scene):
     from workers.localize.phrases import analyse
 
     with image_batches(scorer) as batches:
@@ -183,9 +183,9 @@ def test_a_missing_object_costs_no_salience(scorer, scene):
     missing = [j for j in analysis.judgements if j.edit.aspect == "missing"]
     located = [j for j in analysis.judgements if j.edit.aspect != "missing"]
     assert len(missing) == 2 and located, "both objects of the caption can be missing"
-    assert batches[-1] == len(located), "the backward pass has one direction per located judgement"
-    assert all(not j.salience.any() for j in missing)
-    assert all(j.salience.any() for j in located)
+    assert batches[-2:] == [len(located), 1], "one backward pass, a direction per located judgement; one dense pass"
+    assert all(not j.salience.any() and not j.patch_reading.any() for j in missing)
+    assert all(j.salience.any() and j.patch_reading.any() for j in located)
 
 
 def test_mirrored_texts_swap_left_and_right_and_nothing_else():
@@ -237,7 +237,8 @@ def test_a_finding_needs_its_alternative_clearly_more_likely_than_the_prompt():
     def judgement(alternative: str, odds: float) -> Judgement:
         edit = Edit("a red car", "colour", alternative, f"{alternative} and a dog")
         prompt_probability = 1.0 / (1.0 + np.exp(odds))
-        return Judgement(edit, 1.0 - prompt_probability, prompt_probability, evidence, salience=evidence)
+        return Judgement(edit, 1.0 - prompt_probability, prompt_probability, evidence, salience=evidence,
+                         patch_reading=evidence)
 
     clear, slight = judgement("a blue car", MIN_LOG_ODDS + 0.01), judgement("a black car", MIN_LOG_ODDS - 0.01)
     assert slight.log_odds > 0, "the scorer prefers it, but not by enough"
@@ -308,17 +309,16 @@ def test_submit_refuses_an_unknown_method_and_enqueues_nothing(stack_services, t
     assert "unknown localization method 'saliency'" in result.stderr
 
 
-def test_dense_is_refused_for_a_scorer_whose_image_tower_is_not_a_vit():
+def test_dense_is_refused_for_a_scorer_whose_image_tower_is_a_timm_model():
     from tipai_queue.batch import BatchError, build_options
     from tipai_queue.settings import Settings
 
     assert build_options(Settings(), preset="tiny", method="dense").method == "dense"
-    with pytest.raises(BatchError, match="image tower of scorer 'RN50' is not a ViT"):
-        build_options(Settings(), preset="tiny", scorer="RN50@openai", method="dense")
-    # The mini preset's CLIP reads scenes with a ResNet (docs/mini.md); its other methods all run.
-    with pytest.raises(BatchError, match="image tower of scorer 'tipai-mini-clip-4x4' is not a ViT"):
-        build_options(Settings(), preset="mini", method="dense")
-    assert build_options(Settings(), preset="mini", method="phrases").method == "phrases"
+    with pytest.raises(BatchError, match="image tower of scorer 'convnext_base' is a timm model"):
+        build_options(Settings(), preset="tiny", scorer="convnext_base@laion400m_s13b_b51k", method="dense")
+    # open_clip's ResNets end in an attention pool whose cells it reads, the mini CLIP's among them.
+    assert build_options(Settings(), preset="tiny", scorer="RN50@openai", method="dense").method == "dense"
+    assert build_options(Settings(), preset="mini", method="dense").method == "dense"
 
 
 def test_demo_panel_shows_the_findings_above_the_cells():

@@ -36,11 +36,12 @@ def clip_architectures() -> frozenset[str]:
     return frozenset(_clip_configs())
 
 
-def is_vit(arch: str) -> bool:
-    """Whether open_clip builds the image tower of ``arch`` as its own VisionTransformer (a list of layers makes
-    a ResNet; a timm name, a timm model)."""
+def has_patch_tokens(arch: str) -> bool:
+    """Whether open_clip builds the image tower of ``arch`` as its own VisionTransformer or ModifiedResNet (an int
+    of layers or a list of them), whose patch tokens or final map's cells the dense method reads; a timm name
+    makes a timm model, which it cannot."""
     vision = json.loads(_clip_configs()[arch].read_text()).get("vision_cfg", {})
-    return isinstance(vision.get("layers", 12), int) and not vision.get("timm_model_name")
+    return not vision.get("timm_model_name")
 
 
 def _looks_like_path(text: str) -> bool:
@@ -66,9 +67,10 @@ def scorer_problem(spec: str) -> str | None:
 def method_problem(method: str, scorer: str) -> str | None:
     """A localization method the scorer cannot run (the scorer spec already checked)."""
     arch = scorer.partition("@")[0]
-    if method == "dense" and not is_vit(arch):
+    if method == "dense" and not has_patch_tokens(arch):
         others = ", ".join(name for name in METHODS if name != "dense")
-        return (f"the dense method reads a ViT's patch tokens, and the image tower of scorer {arch!r} is not a ViT; "
+        return (f"the dense method reads the patch tokens of open_clip's own ViT and ResNet towers, and the image "
+                f"tower of scorer {arch!r} is a timm model; "
                 f"choose one of: {others}")
     return None
 

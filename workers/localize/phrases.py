@@ -8,36 +8,37 @@ softmax at CLIP's own temperature turns them into the probability of each readin
 CLIP answers well (it is trained to tell a caption from its near misses) instead of the question the grid asks of
 each crop ("does this crop look like the whole caption?").
 
-Where, two ways, for each phrase's most likely alternative:
+Where, three ways, for each phrase's most likely alternative:
 - occlusion: the occluded copies of the occlusion method are scored against the prompt and every alternative in the
   same batch. Painting over the region that holds the evidence for an alternative moves the image back towards the
   prompt, so the occlusion evidence of an alternative is how much occluding each window does so. It has a sign (it
   knows which object supports the alternative) but only the coarseness of its windows;
 - salience: the magnitude of the gradient of (alternative − prompt) cosine with respect to the pixels, one batched
   backward pass for all alternatives. It has no sign but follows the outline of the objects the difference depends
-  on, so it sharpens the coarse occlusion evidence.
-A judgement's location is the two, each scaled to a maximum of one, the evidence squared, averaged: the evidence
-points (its peak is the window that matters), the salience outlines. The method's map is minus the locations of
-every phrase's most likely alternative, weighted by a softmax over how strongly each beats the prompt (log-odds,
-at a temperature of four): low where the image shows something the prompt does not say. On the localization
-benchmark's 300 pairs, occlusion evidence alone scored pointing 0.837 and pixel AUROC 0.876, salience alone about
-0.68 and 0.92, both (averaged, neither squared) 0.850 and 0.934 (on another draw of 300, seed 0: 0.823 / 0.877
-alone and 0.860 / 0.935 both). The weights are soft
-even when the scorer prefers no alternative, because the most suspicious phrase still points at the right place
-more often than anything else: on 300 benchmark pairs (with occlusion evidence alone, before extra instances
-counted their whole group as the truth) this scored pointing 0.590 and AUROC 0.798, against 0.543 and 0.763 for
-the evidence of preferred alternatives only, with the prompt's occlusion map when there were none. Only when the
+  on, so it sharpens the coarse occlusion evidence;
+- the patch reading: the scorer's patch tokens (ViT) or final map's cells (ResNet) read along (alternative − prompt)
+  as the dense method reads them (workers/localize/dense.py), from one more forward pass. For the mini CLIP these
+  are 4x4 cells: too coarse alone (pointing 0.66 on the benchmark's 1 200 pairs), but signed and from the scorer's
+  own last map, so they settle which of the places the other two light up holds the evidence. It counts above its
+  median, scaled to a maximum of one.
+A judgement's location is the three, each scaled to a maximum of one and the evidence squared, weighted 0.3, 0.5
+and 0.2 (LOCATION_WEIGHTS): the evidence and the patch reading point, the salience outlines. A scorer without patch
+tokens leaves the third out. The method's map is minus the locations of every phrase's most likely alternative,
+weighted by a softmax over how strongly each beats the prompt (log-odds, at a temperature of four): low where the
+image shows something the prompt does not say. The weights are soft even when the scorer prefers no alternative,
+because the most suspicious phrase still points at the right place more often than anything else. Only when the
 prompt offers no alternative at all is the map the occlusion map of the prompt itself. (Adding the occlusion map to
 the evidence scored worse: removing any object the prompt names, even a wrong one, lowers the score, which hides
 the wrong one.)
 
-Squaring the evidence and the temperature of four came from the pixel AUROC of extra instances, whose truth is a
-whole group: the occlusion evidence of a count covers the one or two windows whose removal changes the count most,
-the salience every member (AUROC 0.80 and 0.91 alone on 234 such scenes led by a count). On the benchmark's first
-1 200 pairs they moved pointing from 0.873 to 0.882 and AUROC from 0.939 to 0.943 (extra instances' AUROC 0.894
-to 0.901), every type's pointing and AUROC up, and on another draw of 600 (seed 0) from 0.860 to 0.868 and from
-0.939 to 0.943, every type up but extra instances' pointing (0.907 to 0.887); each change alone did less
-(docs/localization.md).
+How the weights were chosen, in order (docs/localization.md, "How sure: 1 200 pairs"): with the 2x2 ResNet the
+evidence alone scored pointing 0.837 and pixel AUROC 0.876 on the benchmark's 300 pairs, salience alone about 0.68
+and 0.92, the two averaged 0.850 and 0.934; squaring the evidence and the temperature of four then lifted the
+extra instances' AUROC, whose truth is a whole group (the evidence of a count covers the one or two windows whose
+removal changes the count most, the salience every member). With the 4x4 tower the same map scored pointing 0.861
+and AUROC 0.940 on the benchmark's 1 200 pairs, and the patch reading, replayed over cached judgements at weights
+0.3 / 0.5 / 0.2, 0.892 and 0.945 (every violation type's pointing up); on another draw of 600 (seed 0), 0.875 →
+0.895 and 0.942 → 0.946.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from PIL import Image
 
 from workers.claims import Edit, claims
 from workers.devices import dtype_for
+from workers.localize import dense
 from workers.localize.common import encode_texts, logit_scale, pool_to_grid
 from workers.localize.occlusion import occlude
 from workers.localize.views import view_cosines
@@ -66,6 +68,8 @@ UNRANKED_ASPECTS = ("odd_one", "third_object")
 # The judgements' weights in the map are their odds to the power 1 / JUDGEMENT_TEMPERATURE (the module's docstring):
 # the most suspicious phrase still leads, and the next ones keep a say where its location is wrong.
 JUDGEMENT_TEMPERATURE = 4.0
+# How much the occlusion evidence (squared), the salience and the patch reading each count in a location.
+LOCATION_WEIGHTS = (0.3, 0.5, 0.2)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class Judgement:
     # (G, G): mean gradient magnitude of (alternative − prompt) cosine over each cell's pixels; zeros for a missing
     # object, which has no region
     salience: np.ndarray
+    # (G, G): the (alternative − prompt) cosine of the patch tokens, resized to the image and pooled to the cells;
+    # zeros for a missing object and for a scorer without patch tokens
+    patch_reading: np.ndarray
 
     def location(self) -> np.ndarray:
         """(G, G), 0..1: where the evidence for the alternative is (see the module's docstring)."""
@@ -118,13 +125,17 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 
 def locate(judgements: list[Judgement], weights: np.ndarray) -> np.ndarray:
-    """The weighted occlusion evidence, scaled to a maximum of one and squared, and the weighted salience, scaled to
-    a maximum of one, averaged. The sums are scaled, not each judgement: occlusion evidence is in cosine units and
-    salience in gradient units, each comparable across judgements, so a judgement with more evidence keeps its
-    larger say."""
+    """The weighted occlusion evidence, scaled to a maximum of one and squared, the weighted salience, scaled to a
+    maximum of one, and the weighted patch reading above its median, scaled to a maximum of one, mixed by
+    LOCATION_WEIGHTS. The sums are scaled, not each judgement: each part is in units comparable across judgements,
+    so a judgement with more evidence keeps its larger say."""
     evidence = sum(w * np.maximum(j.evidence, 0.0) for w, j in zip(weights, judgements))
     salience = sum(w * j.salience for w, j in zip(weights, judgements))
-    return (_scaled(evidence) ** 2 + _scaled(salience)) / 2
+    reading = sum(w * j.patch_reading for w, j in zip(weights, judgements))
+    reading = np.maximum(reading - np.median(reading), 0.0)
+    share_evidence, share_salience, share_reading = LOCATION_WEIGHTS
+    return (share_evidence * _scaled(evidence) ** 2 + share_salience * _scaled(salience)
+            + share_reading * _scaled(reading))
 
 
 def salience(scorer, image: Image.Image, directions: torch.Tensor, grid: int) -> np.ndarray:
@@ -140,6 +151,14 @@ def salience(scorer, image: Image.Image, directions: torch.Tensor, grid: int) ->
         [gradient] = torch.autograd.grad(projection, pixels)
     magnitude = gradient.abs().sum(dim=1).float().cpu().numpy()
     return np.stack([pool_to_grid(m, grid) for m in magnitude])
+
+
+def patch_readings(scorer, image: Image.Image, directions: torch.Tensor, grid: int) -> np.ndarray:
+    """(directions, G, G): each direction's cosine with the scorer's patch tokens, resized to the image as the dense
+    method resizes its map, pooled to the cells."""
+    _, patches = dense.patch_features(scorer, image)
+    readings = (patches @ directions.T).permute(2, 0, 1).numpy()
+    return np.stack([pool_to_grid(dense.resize_map(r, image.width, image.height), grid) for r in readings])
 
 
 def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
@@ -167,9 +186,12 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
     # A missing object has no region (cells() and workers/explain.py leave it out), so its salience would be a
     # backward pass thrown away.
     located = [index for index, _, _ in readings if said.edits[index - 1].aspect != "missing"]
-    salient = {}
+    salient, read = {}, {}
     if located:
-        salient = dict(zip(located, salience(scorer, image, text_features[located] - text_features[0], grid)))
+        directions = text_features[located] - text_features[0]
+        salient = dict(zip(located, salience(scorer, image, directions, grid)))
+        if dense.supports(scorer):
+            read = dict(zip(located, patch_readings(scorer, image, directions, grid)))
     judgements = [
         Judgement(
             edit=said.edits[index - 1],
@@ -177,6 +199,7 @@ def analyse(scorer, image: Image.Image, prompt: str, grid: int) -> Analysis:
             prompt_probability=prompt_probability,
             evidence=occluded.cells(deltas[index] - deltas[0]),
             salience=salient.get(index, np.zeros((grid, grid))),
+            patch_reading=read.get(index, np.zeros((grid, grid))),
         )
         for index, probability, prompt_probability in readings
     ]
