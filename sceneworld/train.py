@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from sceneworld import mini_clip, mini_sd
 from sceneworld.crowded import crowded_samples
