@@ -45,23 +45,19 @@ def create(seed: int, arch: str = ARCH) -> torch.nn.Module:
     register_model_configs()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return unpooled_resnet.adapt(arch, open_clip.create_model(arch, pretrained=None))
+        return unpooled_resnet.create_model(arch, pretrained=None)
 
 
 def load(path: Path) -> torch.nn.Module:
     """The checkpoint at ``path`` as the architecture it was saved as."""
     register_model_configs()
-    arch = checkpoint_arch(path)
-    return unpooled_resnet.adapt(arch, open_clip.create_model(arch, pretrained=str(path))).eval()
+    return unpooled_resnet.create_model(checkpoint_arch(path), pretrained=str(path)).eval()
 
 
-def load_unpooled(path: Path) -> torch.nn.Module:
-    """The pooled ResNet checkpoint at ``path`` as an ``UNPOOLED_ARCH`` model: the same weights, its attention
-    pool's positional embedding interpolated to the finer map."""
-    if (arch := checkpoint_arch(path)) != ARCH:
-        raise ValueError(f"{path} holds a {arch} model, not a pooled {ARCH}")
-    model = create(0, UNPOOLED_ARCH)
-    model.load_state_dict(unpooled_resnet.from_pooled(load_file(path)))
+def with_weights(weights: dict[str, torch.Tensor], arch: str) -> torch.nn.Module:
+    """A float32 model of ``arch`` holding ``weights``, every one of them."""
+    model = create(0, arch)
+    model.load_state_dict(weights)
     return model.float().eval()
 
 

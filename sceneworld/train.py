@@ -103,8 +103,9 @@ def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_be
     checkpoint = clip_checkpoint(out)
     before = load_file(checkpoint)
     if unpool_last_stage:
-        model, arch = mini_clip.load_unpooled(checkpoint), mini_clip.UNPOOLED_ARCH
-        before = unpooled_resnet.from_pooled(before)
+        # run() checked that the tower is pooled; the same weights, its positional embedding made 4x4.
+        arch, before = mini_clip.UNPOOLED_ARCH, unpooled_resnet.from_pooled(before)
+        model = mini_clip.with_weights(before, arch)
         log(f"removed the last stage's average pools: {arch}, a 4x4 final map")
     else:
         model, arch = mini_clip.load(checkpoint), checkpoint_arch(checkpoint)

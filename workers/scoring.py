@@ -150,19 +150,17 @@ def load_scorer(spec: str, device: str, models_dir: Path) -> Scorer:
             f"checkpoint file. Pass a local checkpoint file as {arch}@/path/to/file."
         )
 
-    # An unpooled tower reads images at half the size its config names (workers/unpooled_resnet.py).
-    options["force_preprocess_cfg"] = options.get("force_preprocess_cfg", {}) | unpooled_resnet.preprocess_size(arch)
     tokenizer = open_clip.get_tokenizer(arch)
     if not isinstance(tokenizer, SimpleTokenizer):
         raise ValueError(f"scorer {arch!r} uses a {type(tokenizer).__name__}; only CLIP BPE models are supported")
     # create_model rather than create_model_and_transforms: only it takes the preprocessing overrides whole.
-    model = open_clip.create_model(
+    model = unpooled_resnet.create_model(
         arch,
         pretrained=checkpoint,
         precision="fp16" if dtype_for(device) == torch.float16 else "fp32",
         device=device,
         **options,
     )
+    model.eval()
     preprocess = image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=False)
-    unpooled_resnet.adapt(arch, model).eval()
     return Scorer(spec, device, model, preprocess, tokenizer)

@@ -7,11 +7,13 @@ weights read a 4x4 map; only the attention pool's positional embedding grows.
 
 open_clip has no setting for this. These architectures are registered with an ``image_size`` twice their input
 (the attention pool sizes its positional embedding from ``image_size // 32``), and ``adapt`` removes the pools
-once open_clip has built the model and loaded its weights. Their preprocessing keeps the input size.
+once open_clip has built the model and loaded its weights. Their preprocessing keeps the input size. Every model
+of the project is built through ``create_model``, which does both for these architectures.
 """
 
 from __future__ import annotations
 
+import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
@@ -44,6 +46,14 @@ def adapt(arch: str, model: torch.nn.Module) -> torch.nn.Module:
     first.downsample[0] = torch.nn.Identity()
     visual.image_size = INPUT_SIZE[arch]
     return model
+
+
+def create_model(arch: str, **options) -> torch.nn.Module:
+    """``open_clip.create_model(arch, **options)``, an unpooled architecture's pools removed and its input size
+    kept; other architectures as open_clip builds them."""
+    if is_unpooled(arch):
+        options["force_preprocess_cfg"] = options.get("force_preprocess_cfg", {}) | preprocess_size(arch)
+    return adapt(arch, open_clip.create_model(arch, **options))
 
 
 def from_pooled(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
