@@ -53,6 +53,9 @@ def train(
         help="With --only sd: train the UNet of the SD already in --out for --unet-steps more steps (its VAE and "
              "text encoder kept), keeping the moving average of its weights.")] = False,
     geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the training draws: initial weights and batch order (a continuation adds its own offset); "
+             "the rendered scenes keep theirs.")] = _DEFAULT,
 ) -> None:
     """Train the mini CLIP and the mini SD from scratch with fixed seeds (or train a UNet or an image tower
     further), then print their metrics."""
@@ -67,7 +70,7 @@ def train(
                  "clip_vision_lr": clip_vision_lr, "clip_odd_one_repeats": clip_odd_one_repeats,
                  "clip_crowded_repeats": clip_crowded_repeats,
                  "clip_continued_share": clip_continued_share,
-                 "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr, "unet_batch": unet_batch}
+                 "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr, "unet_batch": unet_batch, "seed": seed}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.

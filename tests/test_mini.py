@@ -17,7 +17,7 @@ from sceneworld import mini_clip, mini_sd
 from sceneworld.dataset import render_set
 from sceneworld.geneval import reference
 from sceneworld.paths import PROMPTS, clip_checkpoint, clip_spec, sd_folder
-from sceneworld.train import TRAIN_SEED
+from sceneworld.train import CONTINUATION_SEED_OFFSET, TRAIN_SEED
 from sceneworld.zeroshot import heldout_accuracy
 from tipai_queue.presets import get_preset
 from workers.generation import load_generator
@@ -403,9 +403,12 @@ def test_training_command_runs_a_few_steps(tmp_path):
     assert final_map(load_scorer(clip_spec(out), "cpu", tmp_path)) == (4, 4)
     done = _train(out, "--only", "clip", "--continue-image-tower", "--unpool-last-stage")
     assert done.returncode == 2 and "needs a pooled" in done.stderr, done.stderr[-2000:]
-    # An unpooled tower trains on as one, and the SD still reads prompts with the same text tower.
-    assert _train(out, "--only", "clip", "--continue-image-tower").returncode == 0
+    # An unpooled tower trains on as one, and the SD still reads prompts with the same text tower. Each
+    # continuation draws from its own seed, which --seed moves.
+    assert _train(out, "--only", "clip", "--continue-image-tower", "--seed", "3").returncode == 0
     assert clip_spec(out).startswith(f"{mini_clip.UNPOOLED_ARCH}@")
+    assert [c["seed"] for c in json.loads((out / "metrics.json").read_text())["clip_image_tower_continuations"]] == [
+        CONTINUATION_SEED_OFFSET, CONTINUATION_SEED_OFFSET + 1, 3 + CONTINUATION_SEED_OFFSET + 2]
     assert _train(out, "--only", "sd", "--continue-unet").returncode == 0
     changed = _unet_weights(out)
 
