@@ -75,7 +75,7 @@ def test_dense_reads_the_committed_scorers_16_cells_in_the_pass_that_embeds_the_
 
 def test_mini_clip_reads_held_out_scenes_far_above_chance(scorer):
     accuracy = heldout_accuracy(scorer, per_aspect=60, seed=7)
-    # Committed model on 200 scenes per aspect (docs/mini.md): kind 0.990, colour 0.990, count 0.965, relation 0.655,
+    # Committed model on 200 scenes per aspect (docs/mini.md): kind 1.000, colour 1.000, count 0.960, relation 0.700,
     # background 1.0 (the ViT image tower before it: kind 0.64, count 0.71). The bounds leave room for 60-scene
     # sampling noise and stay far above chance and above the ViT's kinds and counts.
     floor = {"kind": 0.85, "colour": 0.88, "count": 0.78, "relation": 0.4, "background": 0.9}
@@ -102,24 +102,28 @@ def test_occluded_copies_embed_as_through_the_scorers_own_preprocessing(scorer):
 
 
 def test_faithfulness_ranks_faithful_scenes_above_corrupted_ones_better_than_the_cosine(scorer):
-    """What pairs are ranked by (workers/pairing.py), on benchmark pairs: on 300 of them 0.97 against 0.90."""
+    """What pairs are ranked by (workers/pairing.py), on benchmark pairs: on 300 of them 0.98 against 0.92. The gap
+    is the extra instances, whose pairs turn on a count: 0.95 against 0.76 there; on these 12 of them 1.0 against
+    0.83 (on the other 36 pairs both rank nearly every pair right)."""
     from benchmarks.localization import make_cases
     from workers.localize.phrases import analyse
 
     by_cosine, by_faithfulness = [], []
     for case in make_cases(48, seed=3):
         good, bad = (analyse(scorer, image, case.prompt, 7) for image in (case.faithful, case.corrupted))
-        by_cosine.append(good.global_cosine > bad.global_cosine)
-        by_faithfulness.append(good.log_faithfulness > bad.log_faithfulness)
-    assert np.mean(by_faithfulness) >= 0.75
-    assert np.mean(by_faithfulness) > np.mean(by_cosine)
+        by_cosine.append((case.violation, good.global_cosine > bad.global_cosine))
+        by_faithfulness.append((case.violation, good.log_faithfulness > bad.log_faithfulness))
+    assert np.mean([right for _, right in by_faithfulness]) >= 0.75
+    extra_instances = [[right for violation, right in ranked if violation == "extra_instance"]
+                       for ranked in (by_cosine, by_faithfulness)]
+    assert np.mean(extra_instances[1]) > np.mean(extra_instances[0]), extra_instances
     # Nothing to read a one-word free-text prompt against: pairs fall back on the cosine.
     assert analyse(scorer, case.faithful, "a kite", 7).log_faithfulness is None
 
 
 def test_phrases_map_points_at_the_violating_object_sharpened_by_salience_and_patch_reading(scorer):
-    """The benchmark's pointing game and pixel AUROC on 48 other pairs (docs/localization.md: on its 300, 0.903 and
-    0.943; on these 0.958 and 0.951, against an AUROC of 0.885 for the occlusion evidence alone and pointing 0.896
+    """The benchmark's pointing game and pixel AUROC on 48 other pairs (docs/localization.md: on its 300, 0.910 and
+    0.943; on these 0.896 and 0.951, against an AUROC of 0.882 for the occlusion evidence alone and pointing 0.854
     without the patch reading)."""
     from dataclasses import replace
 
@@ -147,7 +151,7 @@ def test_phrases_map_points_at_the_violating_object_sharpened_by_salience_and_pa
 
 def test_a_third_object_is_located_on_the_object_the_prompt_does_not_mention(scorer):
     """A prompt of two groups has no caption for a third object but a spliced one; its judgement locates the
-    unmentioned object (on these 25 pairs 0.88 of the time; chance is about 0.15), and the map that weighs it in
+    unmentioned object (on these 25 pairs 0.84 of the time; chance is about 0.15), and the map that weighs it in
     points there at least as often as the map without it (over the benchmark's first 1 200 pairs 0.823 against
     0.790 of extra objects, with the image tower before its odd-one continuation; docs/localization.md)."""
     from dataclasses import replace
@@ -172,8 +176,8 @@ def test_a_third_object_is_located_on_the_object_the_prompt_does_not_mention(sco
 
 
 def test_explanations_name_swaps_and_stay_quiet_on_faithful_scenes(scorer):
-    """The benchmark's explanation numbers on 48 other pairs (docs/localization.md: on its 300, 0.820 of colour and
-    kind swaps named, false alarms on 0.147 of faithful scenes; on these 0.83 and 0.06)."""
+    """The benchmark's explanation numbers on 48 other pairs (docs/localization.md: on its 300, 0.853 of colour and
+    kind swaps named, false alarms on 0.153 of faithful scenes; on these 0.83 and 0.08)."""
     from benchmarks.localization import explanation_correct, make_cases
     from workers.explain import explain
 
