@@ -70,7 +70,8 @@ def train(
                  "clip_vision_lr": clip_vision_lr, "clip_odd_one_repeats": clip_odd_one_repeats,
                  "clip_crowded_repeats": clip_crowded_repeats,
                  "clip_continued_share": clip_continued_share,
-                 "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr, "unet_batch": unet_batch, "seed": seed}
+                 "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr, "unet_batch": unet_batch,
+                 "seed": seed}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.
