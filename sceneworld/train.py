@@ -101,14 +101,12 @@ def continue_clip_image_tower(budget: Budget, out: Path, data: SceneSet, done_be
     before the run to those after. ``unpool_last_stage`` first makes a pooled tower an unpooled one
     (``mini_clip.UNPOOLED_ARCH``), which reads a 64-pixel scene as a 4x4 map."""
     checkpoint = clip_checkpoint(out)
-    before = load_file(checkpoint)
+    before, arch = load_file(checkpoint), checkpoint_arch(checkpoint)
     if unpool_last_stage:
         # run() checked that the tower is pooled; the same weights, its positional embedding made 4x4.
         arch, before = mini_clip.UNPOOLED_ARCH, unpooled_resnet.from_pooled(before)
-        model = mini_clip.with_weights(before, arch)
         log(f"removed the last stage's average pools: {arch}, a 4x4 final map")
-    else:
-        model, arch = mini_clip.load(checkpoint), checkpoint_arch(checkpoint)
+    model = mini_clip.with_weights(before, arch)
     record = _tune_image_tower(model, arch, budget, out, data, TRAIN_SEED + CONTINUATION_SEED_OFFSET + done_before,
                                budget.seed + CONTINUATION_SEED_OFFSET + done_before, log, device)
     if budget.clip_continued_share != 1.0:
