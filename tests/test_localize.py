@@ -124,6 +124,29 @@ def test_salience_is_one_batched_backward_pass_that_leaves_the_model_untouched(s
     assert all(p.grad is None for p in scorer.model.parameters()), "the cached model must not collect gradients"
 
 
+def test_segments_keep_an_object_apart_and_average_a_map_within_it(scorer, scene):
+    """The square's inside is one segment of its own; salience on its outline stays there, and what leaked onto the
+    sky and the sand is diluted over their large segments."""
+    from workers.localize.segments import region_means, scorer_view, segment
+
+    view = scorer_view(scorer, scorer.preprocess(scene))
+    np.testing.assert_allclose(view, np.asarray(scene) / 255, atol=1e-5)  # the scene as the scorer sees it
+    labels = segment(view)
+    square = np.zeros((64, 64), bool)
+    square[28:45, 8:25] = True
+    inside = labels == labels[36, 16]
+    assert inside[30:43, 10:23].all() and not (inside & ~square).any()
+    assert len({labels[36, 16], labels[5, 5], labels[60, 60]}) == 3, "square, sky and sand"
+    salience = np.zeros((1, 64, 64))
+    salience[0, 27:46, 7:26] = 1.0
+    salience[0, 29:44, 9:24] = 0.0  # the square's outline and the sky's and sand's pixels touching it
+    spread = region_means(salience, labels)[0]
+    assert spread.sum() == pytest.approx(salience.sum())
+    for label in np.unique(labels):
+        assert np.ptp(spread[labels == label]) == 0, "one value per segment"
+    assert spread[28, 16] > 0.5 and max(spread[5, 5], spread[60, 60]) < 0.05
+
+
 def test_claims_parse_the_scene_grammar_and_split_free_text():
     said = claims(CAPTION)
     assert said.phrases == ("a red car", "a dog", "on the beach")

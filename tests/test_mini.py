@@ -122,8 +122,8 @@ def test_faithfulness_ranks_faithful_scenes_above_corrupted_ones_better_than_the
 
 
 def test_phrases_map_points_at_the_violating_object_sharpened_by_salience_and_patch_reading(scorer):
-    """The benchmark's pointing game and pixel AUROC on 48 other pairs (docs/localization.md: on its 300, 0.910 and
-    0.943; on these 0.896 and 0.951, against an AUROC of 0.882 for the occlusion evidence alone and pointing 0.854
+    """The benchmark's pointing game and pixel AUROC on 48 other pairs (docs/localization.md: on its 300, 0.903 and
+    0.953; on these 0.938 and 0.958, against an AUROC of 0.883 for the occlusion evidence alone and pointing 0.854
     without the patch reading)."""
     from dataclasses import replace
 
@@ -151,7 +151,7 @@ def test_phrases_map_points_at_the_violating_object_sharpened_by_salience_and_pa
 
 def test_a_third_object_is_located_on_the_object_the_prompt_does_not_mention(scorer):
     """A prompt of two groups has no caption for a third object but a spliced one; its judgement locates the
-    unmentioned object (on these 25 pairs 0.84 of the time; chance is about 0.15), and the map that weighs it in
+    unmentioned object (on these 25 pairs 0.88 of the time; chance is about 0.15), and the map that weighs it in
     points there at least as often as the map without it (over the benchmark's first 1 200 pairs 0.823 against
     0.790 of extra objects, with the image tower before its odd-one continuation; docs/localization.md)."""
     from dataclasses import replace

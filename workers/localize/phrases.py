@@ -23,13 +23,17 @@ Where, three ways, for each phrase's most likely alternative:
   median, scaled to a maximum of one.
 A judgement's location is the three, each scaled to a maximum of one and the evidence squared, weighted 0.3, 0.5
 and 0.2 (LOCATION_WEIGHTS): the evidence and the patch reading point, the salience outlines. A scorer without patch
-tokens leaves the third out. The method's map is minus the locations of every phrase's most likely alternative,
-weighted by a softmax over how strongly each beats the prompt (log-odds, at a temperature of four): low where the
-image shows something the prompt does not say. The weights are soft even when the scorer prefers no alternative,
-because the most suspicious phrase still points at the right place more often than anything else. Only when the
-prompt offers no alternative at all is the map the occlusion map of the prompt itself. (Adding the occlusion map to
-the evidence scored worse: removing any object the prompt names, even a wrong one, lowers the score, which hides
-the wrong one.)
+tokens leaves the third out. A count's truth is a whole group, and its evidence covers only the one or two windows
+whose removal changes the count most, so when a count leads the map the salience gets more say: 0.2, 0.7 and 0.1
+(COUNT_LOCATION_WEIGHTS). The salience is averaged within the image's segments before it is pooled to cells
+(workers/localize/segments.py), so that each object gets the salience of its outline all over.
+
+The method's map is minus the locations of every phrase's most likely alternative, weighted by a softmax over how
+strongly each beats the prompt (log-odds, at a temperature of four): low where the image shows something the prompt
+does not say. The weights are soft even when the scorer prefers no alternative, because the most suspicious phrase
+still points at the right place more often than anything else. Only when the prompt offers no alternative at all is
+the map the occlusion map of the prompt itself. (Adding the occlusion map to the evidence scored worse: removing any
+object the prompt names, even a wrong one, lowers the score, which hides the wrong one.)
 
 How the weights were chosen, in order (docs/localization.md, "How sure: 1 200 pairs"): with the 2x2 ResNet the
 evidence alone scored pointing 0.837 and pixel AUROC 0.876 on the benchmark's 300 pairs, salience alone about 0.68
@@ -38,7 +42,10 @@ extra instances' AUROC, whose truth is a whole group (the evidence of a count co
 removal changes the count most, the salience every member). With the 4x4 tower the same map scored pointing 0.861
 and AUROC 0.940 on the benchmark's 1 200 pairs, and the patch reading, replayed over cached judgements at weights
 0.3 / 0.5 / 0.2, 0.892 and 0.945 (every violation type's pointing up); on another draw of 600 (seed 0), 0.875 →
-0.895 and 0.942 → 0.946.
+0.895 and 0.942 → 0.946. The extra instances' AUROC stayed at 0.890 (target 0.90): replayed over the same cached
+judgements, the segment-averaged salience alone lifted it to 0.898 and 0.896 on the two draws, the count weights
+alone to at most 0.898 at a cost in pointing, and the two together to 0.910 and 0.909 (every type's AUROC up,
+pointing within a draw's noise; docs/localization.md).
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ from PIL import Image
 
 from workers.claims import Edit, claims
 from workers.devices import dtype_for
-from workers.localize import dense
+from workers.localize import dense, segments
 from workers.localize.common import encode_texts, logit_scale, pool_to_grid
 from workers.localize.occlusion import occlude
 from workers.localize.views import view_cosines
@@ -70,6 +77,8 @@ UNRANKED_ASPECTS = ("odd_one", "third_object")
 JUDGEMENT_TEMPERATURE = 4.0
 # How much the occlusion evidence (squared), the salience and the patch reading each count in a location.
 LOCATION_WEIGHTS = (0.3, 0.5, 0.2)
+# ... and in a count's, whose truth is a whole group that the salience outlines (the module's docstring).
+COUNT_LOCATION_WEIGHTS = (0.2, 0.7, 0.1)
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class Judgement:
 
     def location(self) -> np.ndarray:
         """(G, G), 0..1: where the evidence for the alternative is (see the module's docstring)."""
-        return locate([self], np.ones(1))
+        return locate([self], np.ones(1), location_weights(self.edit.aspect))
 
     @property
     def log_odds(self) -> float:
@@ -116,7 +125,8 @@ class Analysis:
             return self.occlusion.copy()
         odds = np.array([j.log_odds for j in present])
         weights = np.exp((odds - odds.max()) / JUDGEMENT_TEMPERATURE)
-        return -locate(present, weights / weights.sum())
+        leading = present[int(np.argmax(odds))]
+        return -locate(present, weights / weights.sum(), location_weights(leading.edit.aspect))
 
 
 def _scaled(values: np.ndarray) -> np.ndarray:
@@ -124,32 +134,39 @@ def _scaled(values: np.ndarray) -> np.ndarray:
     return values / top if top > 0 else values
 
 
-def locate(judgements: list[Judgement], weights: np.ndarray) -> np.ndarray:
+def location_weights(aspect: str) -> tuple[float, float, float]:
+    return COUNT_LOCATION_WEIGHTS if aspect == "count" else LOCATION_WEIGHTS
+
+
+def locate(judgements: list[Judgement], weights: np.ndarray, shares: tuple[float, float, float]) -> np.ndarray:
     """The weighted occlusion evidence, scaled to a maximum of one and squared, the weighted salience, scaled to a
-    maximum of one, and the weighted patch reading above its median, scaled to a maximum of one, mixed by
-    LOCATION_WEIGHTS. The sums are scaled, not each judgement: each part is in units comparable across judgements,
-    so a judgement with more evidence keeps its larger say."""
+    maximum of one, and the weighted patch reading above its median, scaled to a maximum of one, mixed by `shares`.
+    The sums are scaled, not each judgement: each part is in units comparable across judgements, so a judgement
+    with more evidence keeps its larger say."""
     evidence = sum(w * np.maximum(j.evidence, 0.0) for w, j in zip(weights, judgements))
     salience = sum(w * j.salience for w, j in zip(weights, judgements))
     reading = sum(w * j.patch_reading for w, j in zip(weights, judgements))
     reading = np.maximum(reading - np.median(reading), 0.0)
-    share_evidence, share_salience, share_reading = LOCATION_WEIGHTS
+    share_evidence, share_salience, share_reading = shares
     return (share_evidence * _scaled(evidence) ** 2 + share_salience * _scaled(salience)
             + share_reading * _scaled(reading))
 
 
 def salience(scorer, image: Image.Image, directions: torch.Tensor, grid: int) -> np.ndarray:
-    """(directions, G, G): for each direction in the joint space, the mean over each cell's pixels of the gradient
-    magnitude (summed over colour channels) of the image embedding's projection on it. The cells split the image as
-    the scorer sees it after preprocessing, which for a square image is the whole image. One batched backward pass;
+    """(directions, G, G): for each direction in the joint space, the gradient magnitude (summed over colour
+    channels) of the image embedding's projection on it, averaged within each segment of the image
+    (workers/localize/segments.py) and then over each cell's pixels. The segments and cells split the image as the
+    scorer sees it after preprocessing, which for a square image is the whole image. One batched backward pass;
     autograd.grad leaves the cached model's own gradients untouched."""
-    pixels = scorer.preprocess(image.convert("RGB")).unsqueeze(0).repeat(len(directions), 1, 1, 1)
+    inputs = scorer.preprocess(image.convert("RGB"))
+    pixels = inputs.unsqueeze(0).repeat(len(directions), 1, 1, 1)
     pixels = pixels.to(scorer.device, dtype_for(scorer.device)).requires_grad_(True)
     with torch.enable_grad():
         embeddings = scorer.model.encode_image(pixels, normalize=True).float()
         projection = (embeddings * directions.to(embeddings.device)).sum()
         [gradient] = torch.autograd.grad(projection, pixels)
     magnitude = gradient.abs().sum(dim=1).float().cpu().numpy()
+    magnitude = segments.region_means(magnitude, segments.segment(segments.scorer_view(scorer, inputs)))
     return np.stack([pool_to_grid(m, grid) for m in magnitude])
 
 
