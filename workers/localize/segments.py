@@ -6,6 +6,9 @@ regions, not to pixels), an object's inside gets one value, its own mean (its ri
 often a thin segment of its own), and the background's large segments dilute what leaked onto them. The phrases
 method's salience is averaged this way before it is pooled to cells (workers/localize/phrases.py says what that
 gained).
+
+It runs on the CPU whatever the scorer's device: about 2 ms for the mini scorer's 64-pixel input, 30 ms for a
+224-pixel one (one core). The parameters below are in pixels and were chosen at 64.
 """
 
 from __future__ import annotations
