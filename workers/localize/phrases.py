@@ -26,7 +26,8 @@ and 0.2 (LOCATION_WEIGHTS): the evidence and the patch reading point, the salien
 tokens leaves the third out. A count's truth is a whole group, and its evidence covers only the one or two windows
 whose removal changes the count most, so when a count leads the map the salience gets more say: 0.2, 0.7 and 0.1
 (COUNT_LOCATION_WEIGHTS). The salience is averaged within the image's segments before it is pooled to cells
-(workers/localize/segments.py), so that each object gets the salience of its outline all over.
+(workers/localize/segments.py): an object's inside takes one value, and the ground's large segments dilute what
+leaked onto them.
 
 The method's map is minus the locations of every phrase's most likely alternative, weighted by a softmax over how
 strongly each beats the prompt (log-odds, at a temperature of four): low where the image shows something the prompt

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from skimage.segmentation import felzenszwalb
 
 # Felzenszwalb and Huttenlocher's graph segmentation, in pixels of the scorer's input. Scales from 150 to 300 scored
@@ -35,9 +36,10 @@ def segment(pixels: np.ndarray) -> np.ndarray:
 def scorer_view(scorer, inputs: torch.Tensor) -> np.ndarray:
     """(H, W, 3) in 0..1: one preprocessed input (3, H, W) with the scorer's normalisation undone, the pixels as it
     sees them (resized and cropped like the salience computed on them)."""
+    # A model built without open_clip's factory carries no preprocessing settings; open_clip's default is OpenAI's.
     config = getattr(scorer.model.visual, "preprocess_cfg", None) or {}
-    mean = torch.tensor(config.get("mean", (0.0, 0.0, 0.0))).view(-1, 1, 1)
-    std = torch.tensor(config.get("std", (1.0, 1.0, 1.0))).view(-1, 1, 1)
+    mean = torch.tensor(config.get("mean", OPENAI_DATASET_MEAN)).view(-1, 1, 1)
+    std = torch.tensor(config.get("std", OPENAI_DATASET_STD)).view(-1, 1, 1)
     return (inputs.float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
