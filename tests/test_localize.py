@@ -127,7 +127,8 @@ def test_salience_is_one_batched_backward_pass_that_leaves_the_model_untouched(s
 def test_segments_keep_an_object_apart_and_average_a_map_within_it(scorer, scene):
     """The square's inside is one segment of its own; salience on its outline stays there, and what leaked onto the
     sky and the sand is diluted over their large segments."""
-    from workers.localize.segments import region_means, scorer_view, segment
+    from workers.localize.common import scorer_view
+    from workers.localize.segments import region_means, segment
 
     view = scorer_view(scorer, scorer.preprocess(scene))
     np.testing.assert_allclose(view, np.asarray(scene) / 255, atol=1e-5)  # the scene as the scorer sees it

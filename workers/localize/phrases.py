@@ -60,7 +60,7 @@ from PIL import Image
 from workers.claims import Edit, claims
 from workers.devices import dtype_for
 from workers.localize import dense, segments
-from workers.localize.common import encode_texts, logit_scale, pool_to_grid
+from workers.localize.common import encode_texts, logit_scale, pool_to_grid, scorer_view
 from workers.localize.occlusion import occlude
 from workers.localize.views import view_cosines
 
@@ -167,7 +167,7 @@ def salience(scorer, image: Image.Image, directions: torch.Tensor, grid: int) ->
         projection = (embeddings * directions.to(embeddings.device)).sum()
         [gradient] = torch.autograd.grad(projection, pixels)
     magnitude = gradient.abs().sum(dim=1).float().cpu().numpy()
-    magnitude = segments.region_means(magnitude, segments.segment(segments.scorer_view(scorer, inputs)))
+    magnitude = segments.region_means(magnitude, segments.segment(scorer_view(scorer, inputs)))
     return np.stack([pool_to_grid(m, grid) for m in magnitude])
 
 

@@ -14,8 +14,6 @@ It runs on the CPU whatever the scorer's device: about 2 ms for the mini scorer'
 from __future__ import annotations
 
 import numpy as np
-import torch
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from skimage.segmentation import felzenszwalb
 
 # Felzenszwalb and Huttenlocher's graph segmentation, in pixels of the scorer's input. Scales from 150 to 300 scored
@@ -31,16 +29,6 @@ MIN_SIZE = 8
 def segment(pixels: np.ndarray) -> np.ndarray:
     """(H, W) integer labels of an (H, W, 3) image with values in 0..1."""
     return felzenszwalb(pixels, scale=SCALE, sigma=SIGMA, min_size=MIN_SIZE)
-
-
-def scorer_view(scorer, inputs: torch.Tensor) -> np.ndarray:
-    """(H, W, 3) in 0..1: one preprocessed input (3, H, W) with the scorer's normalisation undone, the pixels as it
-    sees them (resized and cropped like the salience computed on them)."""
-    # A model built without open_clip's factory carries no preprocessing settings; open_clip's default is OpenAI's.
-    config = getattr(scorer.model.visual, "preprocess_cfg", None) or {}
-    mean = torch.tensor(config.get("mean", OPENAI_DATASET_MEAN)).view(-1, 1, 1)
-    std = torch.tensor(config.get("std", OPENAI_DATASET_STD)).view(-1, 1, 1)
-    return (inputs.float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def region_means(maps: np.ndarray, labels: np.ndarray) -> np.ndarray:
