@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.transform import PreprocessCfg
 from PIL import Image
 
 from workers.devices import dtype_for
@@ -34,32 +34,26 @@ def preprocess_batch(scorer, pixels: np.ndarray) -> torch.Tensor:
     which took a tenth of the phrases method's time. The first image checks that, through the scorer's own
     preprocessing; any difference (another size, another kind of scorer) takes the PIL path."""
     first = scorer.preprocess(Image.fromarray(pixels[0]))
-    scaling = normalisation(scorer)
-    if scaling is not None:
-        mean, std = scaling
-        # contiguous: left channels-last, the batch sends a ResNet's convolutions down another path, whose sums
-        # round differently (about 1e-5 in the embeddings)
-        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div(255).sub(mean).div(std)
-        if batch.shape[1:] == first.shape and torch.equal(batch[0], first):
-            return batch
+    mean, std = normalisation(scorer)
+    # contiguous: left channels-last, the batch sends a ResNet's convolutions down another path, whose sums round
+    # differently (about 1e-5 in the embeddings)
+    batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div(255).sub(mean).div(std)
+    if batch.shape[1:] == first.shape and torch.equal(batch[0], first):
+        return batch
     return torch.stack([first, *(scorer.preprocess(Image.fromarray(image)) for image in pixels[1:])])
 
 
-def normalisation(scorer) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The mean and standard deviation, each (3, 1, 1), that the scorer's preprocessing normalises with; None when
-    its model does not carry them."""
-    config = getattr(scorer.model.visual, "preprocess_cfg", None) or {}
-    if "mean" not in config or "std" not in config:
-        return None
-    return torch.tensor(config["mean"]).view(-1, 1, 1), torch.tensor(config["std"]).view(-1, 1, 1)
+def normalisation(scorer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and standard deviation, each (3, 1, 1), that the scorer's preprocessing normalises with: read from
+    the settings workers/scoring.py builds that preprocessing from, open_clip's defaults filling what they lack."""
+    config = PreprocessCfg(**scorer.model.visual.preprocess_cfg)
+    return torch.tensor(config.mean).view(-1, 1, 1), torch.tensor(config.std).view(-1, 1, 1)
 
 
 def scorer_view(scorer, inputs: torch.Tensor) -> np.ndarray:
     """(H, W, 3) in 0..1: one preprocessed input (3, H, W) with the scorer's normalisation undone, the pixels as it
     sees them (resized and cropped like anything computed on them)."""
-    # A model built without open_clip's factory carries no preprocessing settings; open_clip's default is OpenAI's.
-    mean, std = normalisation(scorer) or (torch.tensor(OPENAI_DATASET_MEAN).view(-1, 1, 1),
-                                          torch.tensor(OPENAI_DATASET_STD).view(-1, 1, 1))
+    mean, std = normalisation(scorer)
     return (inputs.float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
