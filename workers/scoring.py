@@ -49,20 +49,24 @@ def grid_boxes(width: int, height: int, grid: int) -> list[tuple[int, int, int, 
 
 
 class Scorer:
-    """An open_clip model, its eval preprocessing and its tokenizer, on one device."""
+    """An open_clip model, its eval preprocessing (and the settings it is built from) and its tokenizer, on one
+    device."""
 
     def __init__(
         self,
         spec: str,
         device: str,
         model: torch.nn.Module,
-        preprocess: Callable[[Image.Image], torch.Tensor],
+        preprocess_cfg: PreprocessCfg,
         tokenizer: SimpleTokenizer,
     ) -> None:
         self.spec = spec
         self.device = device
         self.model = model
-        self.preprocess = preprocess
+        # Kept beside the preprocessing so what reads the scorer's inputs back (workers/localize/common.py) undoes
+        # exactly the normalisation it applied.
+        self.preprocess_cfg = preprocess_cfg
+        self.preprocess: Callable[[Image.Image], torch.Tensor] = image_transform_v2(preprocess_cfg, is_train=False)
         self.tokenizer = tokenizer
 
     def score(self, image: Image.Image, prompt: str, grid: int) -> ScoreResult:
@@ -162,5 +166,4 @@ def load_scorer(spec: str, device: str, models_dir: Path) -> Scorer:
         **options,
     )
     model.eval()
-    preprocess = image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg), is_train=False)
-    return Scorer(spec, device, model, preprocess, tokenizer)
+    return Scorer(spec, device, model, PreprocessCfg(**model.visual.preprocess_cfg), tokenizer)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from open_clip.transform import PreprocessCfg
 from PIL import Image
 
 from workers.devices import dtype_for
@@ -44,9 +43,9 @@ def preprocess_batch(scorer, pixels: np.ndarray) -> torch.Tensor:
 
 
 def normalisation(scorer) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and standard deviation, each (3, 1, 1), that the scorer's preprocessing normalises with: read from
-    the settings workers/scoring.py builds that preprocessing from, open_clip's defaults filling what they lack."""
-    config = PreprocessCfg(**scorer.model.visual.preprocess_cfg)
+    """The mean and standard deviation, each (3, 1, 1), that the scorer's preprocessing normalises with: the
+    settings workers/scoring.py built that preprocessing from, open_clip's defaults filling what they lacked."""
+    config = scorer.preprocess_cfg
     return torch.tensor(config.mean).view(-1, 1, 1), torch.tensor(config.std).view(-1, 1, 1)
 
 
