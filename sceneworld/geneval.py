@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,24 +27,31 @@ from workers.scoring import Scorer
 REFERENCE_SEED = 2_000_003
 
 
-def _score(scorer: Scorer, judged: Iterator[tuple[str, Caption, Image.Image]]) -> dict[str, float]:
+def verdicts(
+    generator: Generator, scorer: Scorer, prompts: Path, seeds: list[int], steps: int, guidance: float
+) -> dict[str, list[bool]]:
+    """Whether each image passes, by prompt id, in the order of ``seeds``: the same images of two generators can be
+    compared one by one. Each prompt's seeds are drawn in one call."""
+    result = {}
+    for entry in json.loads(prompts.read_text()):
+        caption = parse(entry["prompt"])
+        result[entry["id"]] = [passes(scorer, image, caption)
+                               for image in generator.generate(entry["prompt"], seeds, 64, 64, steps, guidance)]
+    return result
+
+
+def by_category(prompts: Path, passed: dict[str, list[bool]]) -> dict[str, float]:
     results: dict[str, list[bool]] = defaultdict(list)
-    for category, caption, image in judged:
-        ok = passes(scorer, image, caption)
-        results[category].append(ok)
-        results["overall"].append(ok)
+    for entry in json.loads(prompts.read_text()):
+        results[entry["category"]] += passed[entry["id"]]
+        results["overall"] += passed[entry["id"]]
     return {name: float(np.mean(oks)) for name, oks in results.items()}
 
 
 def geneval(
     generator: Generator, scorer: Scorer, prompts: Path, seeds: list[int], steps: int, guidance: float
 ) -> dict[str, float]:
-    def generated():
-        for entry in json.loads(prompts.read_text()):
-            for image in generator.generate(entry["prompt"], seeds, 64, 64, steps, guidance):
-                yield entry["category"], parse(entry["prompt"]), image
-
-    return _score(scorer, generated())
+    return by_category(prompts, verdicts(generator, scorer, prompts, seeds, steps, guidance))
 
 
 def true_scene(caption: Caption, rng: np.random.Generator) -> Image.Image:
@@ -57,10 +63,9 @@ def true_scene(caption: Caption, rng: np.random.Generator) -> Image.Image:
 
 def reference(scorer: Scorer, prompts: Path, seeds: list[int]) -> dict[str, float]:
     """The GenEval-style score of a perfect generator: rendered scenes true of each prompt, one per seed."""
-    def rendered():
-        for entry in json.loads(prompts.read_text()):
-            caption = parse(entry["prompt"])
-            for seed in seeds:
-                yield entry["category"], caption, true_scene(caption, np.random.default_rng((REFERENCE_SEED, seed)))
-
-    return _score(scorer, rendered())
+    passed = {}
+    for entry in json.loads(prompts.read_text()):
+        caption = parse(entry["prompt"])
+        scenes = [true_scene(caption, np.random.default_rng((REFERENCE_SEED, seed))) for seed in seeds]
+        passed[entry["id"]] = [passes(scorer, scene, caption) for scene in scenes]
+    return by_category(prompts, passed)

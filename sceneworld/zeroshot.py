@@ -5,7 +5,7 @@ judge the mini SD's images GenEval-style (do object, colour and count match the 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -110,7 +110,34 @@ def prompt_checks(caption: Caption) -> list[tuple[list[str], int]]:
     return checks
 
 
-def passes(scorer: Scorer, image: Image.Image, caption: Caption) -> bool:
+@dataclass(frozen=True)
+class Reading:
+    share: float  # of the prompt's checks the image passes
+    log_probability: float  # of the prompt's own candidate among each check's, averaged over the checks
+
+
+def readings(scorer: Scorer, images: list[Image.Image], caption: Caption) -> list[Reading]:
+    """How well each image of one prompt passes the prompt's checks, with the texts encoded once for all of them."""
     checks = prompt_checks(caption)
-    picks = choose(scorer, [image] * len(checks), [texts for texts, _ in checks])
-    return all(pick == truth for pick, (_, truth) in zip(picks, checks))
+    pixels = torch.stack([scorer.preprocess(image.convert("RGB")) for image in images])
+    pixels = pixels.to(scorer.device, dtype_for(scorer.device))
+    with torch.inference_mode():
+        image_features = scorer.model.encode_image(pixels, normalize=True).float()
+        text_features = scorer.model.encode_text(
+            scorer.tokenizer([text for texts, _ in checks for text in texts]).to(scorer.device), normalize=True
+        ).float()
+        logits = scorer.model.logit_scale.exp().float() * image_features @ text_features.T
+    result = []
+    for row in logits:
+        start, passed, log_probability = 0, 0, 0.0
+        for texts, truth in checks:
+            own = row[start : start + len(texts)]
+            passed += int(own.argmax()) == truth
+            log_probability += float(torch.log_softmax(own, 0)[truth])
+            start += len(texts)
+        result.append(Reading(passed / len(checks), log_probability / len(checks)))
+    return result
+
+
+def passes(scorer: Scorer, image: Image.Image, caption: Caption) -> bool:
+    return readings(scorer, [image], caption)[0].share == 1.0
