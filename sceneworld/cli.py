@@ -52,13 +52,22 @@ def train(
     continue_unet: Annotated[bool, typer.Option(
         help="With --only sd: train the UNet of the SD already in --out for --unet-steps more steps (its VAE and "
              "text encoder kept), keeping the moving average of its weights.")] = False,
+    prefer: Annotated[bool, typer.Option(
+        help="With --only sd: preference-tune the UNet of the SD already in --out (Diffusion-DPO) on pairs it draws "
+             "itself, the best and worst image of each prompt as the CLIP in --out reads them.")] = False,
+    prefer_prompts: Annotated[int | None, typer.Option(
+        help="With --prefer: prompts drawn (never the mini prompts), four images each.", min=1)] = _DEFAULT,
+    prefer_steps: Annotated[int | None, typer.Option(help="With --prefer: DPO steps of 16 pairs.", min=1)] = _DEFAULT,
+    prefer_lr: Annotated[float | None, typer.Option(help="With --prefer: DPO's learning rate.")] = _DEFAULT,
+    prefer_beta: Annotated[float | None, typer.Option(
+        help="With --prefer: DPO's beta, how far the tuned UNet may move from the one it starts from.")] = _DEFAULT,
     geneval_seeds: Annotated[int, typer.Option(help="Images per mini prompt in the GenEval-style score.")] = 4,
     seed: Annotated[int | None, typer.Option(
         help="Seed of the training draws: initial weights and batch order (a continuation adds its own offset); "
              "the rendered scenes keep theirs.")] = _DEFAULT,
 ) -> None:
     """Train the mini CLIP and the mini SD from scratch with fixed seeds (or train a UNet or an image tower
-    further), then print their metrics."""
+    further, or preference-tune a UNet), then print their metrics."""
     from dataclasses import replace
 
     from sceneworld.train import Budget, CannotTrain, run
@@ -71,7 +80,8 @@ def train(
                  "clip_crowded_repeats": clip_crowded_repeats,
                  "clip_continued_share": clip_continued_share,
                  "vae_steps": vae_steps, "unet_steps": unet_steps, "unet_lr": unet_lr, "unet_batch": unet_batch,
-                 "seed": seed}
+                 "prefer_prompts": prefer_prompts, "prefer_steps": prefer_steps, "prefer_lr": prefer_lr,
+                 "prefer_beta": prefer_beta, "seed": seed}
     budget = replace(Budget(), **{k: v for k, v in overrides.items() if v is not None})
     started = time.monotonic()
     # Flushed line by line: a long run is usually followed in a log file.
@@ -79,7 +89,7 @@ def train(
         metrics = run(budget, out, only, threads, geneval_seeds, log=lambda line: print(line, flush=True),
                       continue_unet=continue_unet, new_image_tower=new_image_tower,
                       continue_image_tower=continue_image_tower, device=device,
-                      unpool_last_stage=unpool_last_stage)
+                      unpool_last_stage=unpool_last_stage, prefer=prefer)
     except CannotTrain as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

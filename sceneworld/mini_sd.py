@@ -132,6 +132,11 @@ def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.float() / 127.5 - 1.0
 
 
+def from_unit(decoded: torch.Tensor) -> torch.Tensor:
+    """What the VAE decodes, in -1..1, as uint8 pixels on the CPU."""
+    return ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
 def _cosine(optimiser: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = max(1, steps // 20)
     return torch.optim.lr_scheduler.LambdaLR(
@@ -166,8 +171,7 @@ def train_vae(
 @torch.no_grad()
 def reconstruct(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
     """uint8 scenes through the VAE and back (latent means, as the UNet is trained on them), uint8 on the CPU."""
-    decoded = vae.decode(vae.encode(_to_unit(pixels).to(vae.device, vae.dtype)).latent_dist.mean).sample
-    return ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    return from_unit(vae.decode(vae.encode(_to_unit(pixels).to(vae.device, vae.dtype)).latent_dist.mean).sample)
 
 
 def reconstruction_error(pixels: torch.Tensor, reconstructed: torch.Tensor) -> float:

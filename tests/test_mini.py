@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from sceneworld import mini_clip, mini_sd
 from sceneworld.dataset import render_set
 from sceneworld.geneval import reference
-from sceneworld.paths import PROMPTS, clip_checkpoint, clip_spec, sd_folder
+from sceneworld.paths import MINI_DIR, PROMPTS, clip_checkpoint, clip_spec, sd_folder
 from sceneworld.train import CONTINUATION_SEED_OFFSET, TRAIN_SEED
 from sceneworld.zeroshot import heldout_accuracy
 from tipai_queue.presets import get_preset
@@ -266,6 +266,91 @@ def test_geneval_reference_reads_rendered_scenes_of_the_prompts_far_above_chance
     # of these checks.
     assert score["overall"] >= 0.45, score
     assert set(score) == {"overall", *(entry["category"] for entry in json.loads(PROMPTS.read_text()))}
+
+
+def test_readings_of_a_true_scene_beat_those_of_a_scene_with_a_swapped_colour(scorer):
+    from sceneworld.captions import parse
+    from sceneworld.geneval import true_scene
+    from sceneworld.zeroshot import passes, readings
+
+    prompt = parse("a red car on the beach")
+    true = true_scene(prompt, np.random.default_rng(0))
+    swapped = true_scene(parse("a blue car on the beach"), np.random.default_rng(0))
+    read = readings(scorer, [true, swapped], prompt)
+    assert read[0].share == 1.0 > read[1].share and read[0].log_probability > read[1].log_probability, read
+    assert passes(scorer, true, prompt) and not passes(scorer, swapped, prompt)
+
+
+def test_dpo_loss_falls_as_the_tuned_unet_prefers_the_chosen_image():
+    from sceneworld.preference import dpo_loss
+
+    same = torch.tensor([0.10, 0.20])
+    assert torch.isclose(dpo_loss(same, same, same, same, 2500.0), torch.log(torch.tensor(2.0)))
+    # Lower error on the chosen image than the frozen UNet's, or higher on the rejected one, is what it rewards.
+    assert dpo_loss(same - 1e-4, same, same, same, 2500.0) < torch.log(torch.tensor(2.0))
+    assert dpo_loss(same, same - 1e-4, same, same, 2500.0) > torch.log(torch.tensor(2.0))
+    assert dpo_loss(same - 1e-4, same, same, same, 5000.0) < dpo_loss(same - 1e-4, same, same, same, 2500.0)
+
+
+def test_preference_prompts_are_distinct_reproducible_and_never_the_mini_prompts():
+    from sceneworld.preference import draw_prompts
+
+    mini = {entry["prompt"] for entry in json.loads(PROMPTS.read_text())}
+    # Seed 20, the first tuning's, draws "a dog and a cat" as its 651st prompt when nothing is excluded.
+    assert "a dog and a cat" in draw_prompts(700, 20, set())
+    drawn = draw_prompts(700, 20, mini)
+    assert len(set(drawn)) == 700 and not mini & set(drawn) and drawn == draw_prompts(700, 20, mini)
+
+
+def test_preference_tuning_changes_only_the_unet_of_a_copy_of_the_committed_sd(tmp_path):
+    import shutil
+
+    out = tmp_path / "mini"
+    shutil.copytree(MINI_DIR, out)
+    before = {part: load_file(next((sd_folder(out) / part).glob("*.safetensors"))) for part in
+              ("unet", "vae", "text_encoder")}
+    done = _train(out, "--only", "sd", "--prefer", "--prefer-prompts", "8", "--prefer-steps", "2",
+                  "--prefer-lr", "1e-3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = {part: load_file(next((sd_folder(out) / part).glob("*.safetensors"))) for part in before}
+    assert any(not torch.equal(before["unet"][name], after["unet"][name]) for name in before["unet"])
+    for part in ("vae", "text_encoder"):
+        assert all(torch.equal(before[part][name], after[part][name]) for name in before[part]), part
+    metrics = json.loads((out / "metrics.json").read_text())
+    tuned = metrics["sd_preference"]
+    assert [(t["prompts"], t["steps"], t["lr"]) for t in tuned] == [(8, 2, 1e-3)]
+    # The committed SD passes every check on about a fifth of such images and fails some on the rest, so most of the
+    # eight prompts give a pair.
+    assert 1 <= tuned[0]["pairs"] <= 8 and 0.0 < tuned[0]["pass_rate"] < 1.0, tuned
+    assert "pairs of 8 prompts" in done.stdout and "dpo step 2/2" in done.stdout
+    assert metrics["budget"] == json.loads((MINI_DIR / "metrics.json").read_text())["budget"]
+
+
+def test_generator_benchmark_compares_two_folders_image_by_image(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.generators", "--before", str(sd_folder()), "--after",
+                           str(sd_folder()), "--seeds", "0", "--json", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts = json.loads((tmp_path / "out.json").read_text())
+    # The same folder draws the same pixels for the same seeds: nothing can differ.
+    assert verdicts["before"] == verdicts["after"] and len(verdicts["after"]) == 20
+    assert "20 images: 0 pass only after, 0 only before; sign test p = 1" in done.stdout
+
+
+def test_sign_test_matches_the_binomial_tails():
+    from benchmarks.generators import sign_test
+
+    assert sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
+    assert sign_test(5, 0) == sign_test(0, 5) == 2 / 32
+    # 104 against 75: p = 0.036 by scipy.stats.binomtest.
+    assert abs(sign_test(104, 75) - 0.03607) < 1e-5
+
+
+def test_preference_tuning_needs_an_sd_of_its_own(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tipai_queue.cli", "mini", "train", "--prefer", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--prefer" in done.stderr, done.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_mini_sd_text_encoder_is_the_mini_clip_text_tower():
