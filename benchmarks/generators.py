@@ -18,9 +18,15 @@ from sceneworld.geneval import by_category, verdicts
 from sceneworld.paths import MINI_DIR, PROMPTS, clip_spec
 
 
-def seed_range(text: str) -> list[int]:
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
+def seeds(text: str) -> list[int]:
+    """``--seeds`` as ``tipai run`` reads it ("0-47", "0,1,5-7"), its errors as argparse's."""
+    from tipai_queue.batch import BatchError
+    from tipai_queue.cli import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except BatchError as error:
+        raise argparse.ArgumentTypeError("; ".join(e.removeprefix("--seeds: ") for e in error.errors)) from None
 
 
 def sign_test(gained: int, lost: int) -> float:
@@ -37,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="a diffusers folder")
     parser.add_argument("--after", type=Path, required=True, help="another one")
-    parser.add_argument("--seeds", type=seed_range, default=seed_range("0-15"), help="FIRST-LAST (default 0-15)")
+    parser.add_argument("--seeds", type=seeds, default="0-15", help="e.g. 0-47 or 0,1,5-7 (default 0-15)")
     parser.add_argument("--scorer", default=clip_spec(),
                         help="the reader, ARCH@CHECKPOINT (default: the committed mini CLIP)")
     parser.add_argument("--json", type=Path, help="write both generators' verdicts per prompt and image here")

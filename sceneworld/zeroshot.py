@@ -22,15 +22,20 @@ from workers.scoring import Scorer
 ASPECTS = ("kind", "colour", "count", "relation", "background")
 
 
-def choose(scorer: Scorer, images: list[Image.Image], candidates: list[list[str]]) -> list[int]:
-    """For each image, the index of its best-fitting candidate caption."""
+def _features(scorer: Scorer, images: list[Image.Image], texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit-length float32 embeddings of the images and of the texts."""
     pixels = torch.stack([scorer.preprocess(image.convert("RGB")) for image in images])
     # A scorer on a GPU holds half-precision weights (workers/devices.py).
     pixels = pixels.to(scorer.device, dtype_for(scorer.device))
-    flat = [text for texts in candidates for text in texts]
     with torch.inference_mode():
         image_features = scorer.model.encode_image(pixels, normalize=True).float()
-        text_features = scorer.model.encode_text(scorer.tokenizer(flat).to(scorer.device), normalize=True).float()
+        text_features = scorer.model.encode_text(scorer.tokenizer(texts).to(scorer.device), normalize=True).float()
+    return image_features, text_features
+
+
+def choose(scorer: Scorer, images: list[Image.Image], candidates: list[list[str]]) -> list[int]:
+    """For each image, the index of its best-fitting candidate caption."""
+    image_features, text_features = _features(scorer, images, [text for texts in candidates for text in texts])
     picks, start = [], 0
     for row, texts in enumerate(candidates):
         cosines = text_features[start : start + len(texts)] @ image_features[row]
@@ -119,13 +124,8 @@ class Reading:
 def readings(scorer: Scorer, images: list[Image.Image], caption: Caption) -> list[Reading]:
     """How well each image of one prompt passes the prompt's checks, with the texts encoded once for all of them."""
     checks = prompt_checks(caption)
-    pixels = torch.stack([scorer.preprocess(image.convert("RGB")) for image in images])
-    pixels = pixels.to(scorer.device, dtype_for(scorer.device))
+    image_features, text_features = _features(scorer, images, [text for texts, _ in checks for text in texts])
     with torch.inference_mode():
-        image_features = scorer.model.encode_image(pixels, normalize=True).float()
-        text_features = scorer.model.encode_text(
-            scorer.tokenizer([text for texts, _ in checks for text in texts]).to(scorer.device), normalize=True
-        ).float()
         logits = scorer.model.logit_scale.exp().float() * image_features @ text_features.T
     result = []
     for row in logits:
